@@ -1,0 +1,43 @@
+# wxlogin — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BIND        ?= 127.0.0.1:8888
+MOCK_BIND   ?= 127.0.0.1:9999
+DATABASE_URL ?= sqlite://wxlogin.db
+
+.PHONY: help run build test fmt lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## Build release binaries (wxlogin and mock-wechat)
+	cargo build --release --workspace
+
+run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stops both
+	@set -euo pipefail; \
+	MOCK_WECHAT_BIND=$(MOCK_BIND) MOCK_WECHAT_UNIONID=1 ./target/release/mock-wechat & mock=$$!; \
+	trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT; \
+	for i in $$(seq 50); do curl -sf http://$(MOCK_BIND)/healthz >/dev/null && break; sleep 0.1; done; \
+	echo; \
+	echo "  mock-wechat on http://$(MOCK_BIND); wxlogin on http://$(BIND)"; \
+	echo "  log in (in another terminal):"; \
+	echo "    curl -s -d \"code=\$$(curl -s 'http://$(MOCK_BIND)/mock/code?user=alice')\" http://$(BIND)/api/wxuser"; \
+	echo; \
+	WXLOGIN_BIND=$(BIND) WECHAT_API_BASE=http://$(MOCK_BIND) \
+	WECHAT_APPID=wx1234567890abcdef WECHAT_SECRET=0123456789abcdef0123456789abcdef \
+	DATABASE_URL=$(DATABASE_URL) ./target/release/wxlogin
+
+test: ## Run every test (MariaDB suites use WXLOGIN_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306)
+	cargo test --workspace
+
+fmt: ## Format the code
+	cargo fmt --all
+
+lint: ## Check formatting and run clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean: ## Remove build output and the default SQLite database
+	cargo clean
+	rm -f wxlogin.db wxlogin.db-wal wxlogin.db-shm

@@ -1,0 +1,249 @@
+//! How mock-wechat is configured: [`MockConfig`], its defaults, and reading it from the
+//! `MOCK_WECHAT_*` environment variables for the `mock-wechat` program.
+
+use std::env::VarError;
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+/// The appid the mock accepts unless told otherwise. It has the shape of a real one
+/// (`wx` + 16 hex digits) so that code checking the shape accepts it.
+pub const DEFAULT_APPID: &str = "wx1234567890abcdef";
+
+/// The app secret the mock accepts unless told otherwise (32 hex digits, like a real one).
+/// It is public: a real secret must never be given to the mock.
+pub const DEFAULT_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// Longest latency `MOCK_WECHAT_LATENCY_MS` accepts: a minute is already far past any
+/// sensible client timeout.
+const MAX_LATENCY_MS: u64 = 60_000;
+
+/// Most worker threads `MOCK_WECHAT_THREADS` accepts.
+const MAX_THREADS: usize = 1024;
+
+/// Everything a [`MockWechat`](crate::MockWechat) needs to start.
+///
+/// Build it with struct update syntax over [`MockConfig::default`] so that new fields do not
+/// break callers. Its `Debug` output never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockConfig {
+    /// Address to listen on, as `host:port`. Port 0 picks a free port (see
+    /// [`MockWechat::addr`](crate::MockWechat::addr)). Default `127.0.0.1:9999`.
+    pub bind: String,
+    /// The only appid jscode2session accepts; any other answers 40013. Default
+    /// [`DEFAULT_APPID`].
+    pub appid: String,
+    /// The only secret jscode2session accepts; any other answers 40125. Default
+    /// [`DEFAULT_SECRET`].
+    pub secret: String,
+    /// When true, a successful jscode2session also returns a `unionid`, stable per user, as
+    /// WeChat does for apps bound to an open-platform account. Default false.
+    pub unionid: bool,
+    /// Added to every jscode2session answer, to make the upstream as slow as a real one.
+    /// Default 0.
+    pub latency: Duration,
+    /// Worker threads answering requests. Every `slow.<ms>` code and every request waiting
+    /// out `latency` holds one, so this bounds how many of those run at once. Default 64.
+    pub threads: usize,
+}
+
+impl Default for MockConfig {
+    fn default() -> MockConfig {
+        MockConfig {
+            bind: "127.0.0.1:9999".to_owned(),
+            appid: DEFAULT_APPID.to_owned(),
+            secret: DEFAULT_SECRET.to_owned(),
+            unionid: false,
+            latency: Duration::ZERO,
+            threads: 64,
+        }
+    }
+}
+
+impl fmt::Debug for MockConfig {
+    /// Shows everything but the secret, so that the config can be logged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = if self.secret == DEFAULT_SECRET {
+            "<default>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("MockConfig")
+            .field("bind", &self.bind)
+            .field("appid", &self.appid)
+            .field("secret", &secret)
+            .field("unionid", &self.unionid)
+            .field("latency", &self.latency)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl MockConfig {
+    /// Reads the configuration from the environment, starting from the defaults:
+    /// `MOCK_WECHAT_BIND`, `MOCK_WECHAT_APPID`, `MOCK_WECHAT_SECRET`,
+    /// `MOCK_WECHAT_UNIONID` (`1`/`0`/`true`/`false`), `MOCK_WECHAT_LATENCY_MS` (0–60000)
+    /// and `MOCK_WECHAT_THREADS` (1–1024).
+    ///
+    /// A variable that is unset or empty keeps its default; surrounding spaces are ignored.
+    /// A bad value is an error naming the variable and saying how to fix it, so that a
+    /// typo stops the program instead of being silently ignored.
+    pub fn from_env() -> Result<MockConfig, String> {
+        MockConfig::from_lookup(|name| std::env::var(name))
+    }
+
+    /// [`MockConfig::from_env`] over any source of variables, so that it can be tested
+    /// without changing the process environment (which tests running in parallel share).
+    fn from_lookup(var: impl Fn(&str) -> Result<String, VarError>) -> Result<MockConfig, String> {
+        let mut config = MockConfig::default();
+        if let Some(bind) = read(&var, "MOCK_WECHAT_BIND")? {
+            config.bind = parse_bind("MOCK_WECHAT_BIND", bind)?;
+        }
+        if let Some(appid) = read(&var, "MOCK_WECHAT_APPID")? {
+            config.appid = appid;
+        }
+        if let Some(secret) = read(&var, "MOCK_WECHAT_SECRET")? {
+            config.secret = secret;
+        }
+        if let Some(unionid) = read(&var, "MOCK_WECHAT_UNIONID")? {
+            config.unionid = parse_bool("MOCK_WECHAT_UNIONID", &unionid)?;
+        }
+        if let Some(latency) = read(&var, "MOCK_WECHAT_LATENCY_MS")? {
+            let ms = parse_number("MOCK_WECHAT_LATENCY_MS", &latency, 0, MAX_LATENCY_MS, "200")?;
+            config.latency = Duration::from_millis(ms);
+        }
+        if let Some(threads) = read(&var, "MOCK_WECHAT_THREADS")? {
+            let n = parse_number("MOCK_WECHAT_THREADS", &threads, 1, MAX_THREADS as u64, "64")?;
+            // At most MAX_THREADS, so it fits any usize.
+            config.threads = n as usize;
+        }
+        Ok(config)
+    }
+}
+
+/// One variable, trimmed; `None` when unset or blank.
+fn read(
+    var: &impl Fn(&str) -> Result<String, VarError>,
+    name: &str,
+) -> Result<Option<String>, String> {
+    match var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value.trim().to_owned())),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(_)) => Err(format!(
+            "{name} is not valid UTF-8; set it to plain text or unset it"
+        )),
+    }
+}
+
+/// Checks the address now, so that a typo is reported as a configuration error naming the
+/// variable rather than as a failure to listen.
+fn parse_bind(name: &str, bind: String) -> Result<String, String> {
+    let fix = "use host:port, e.g. 127.0.0.1:9999 (or 127.0.0.1:0 for any free port)";
+    match bind.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(bind),
+        Ok(None) => Err(format!("{name}={bind:?} resolves to no address; {fix}")),
+        Err(err) => Err(format!(
+            "{name}={bind:?} is not a host:port address ({err}); {fix}"
+        )),
+    }
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(format!(
+            "{name}={value:?} is not a boolean; use 1 or 0 (true or false also work)"
+        )),
+    }
+}
+
+fn parse_number(name: &str, value: &str, min: u64, max: u64, example: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name}={value:?} is not a whole number from {min} to {max}; e.g. {name}={example}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from_vars(vars: &[(&str, &str)]) -> Result<MockConfig, String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        MockConfig::from_lookup(|name| vars.get(name).cloned().ok_or(VarError::NotPresent))
+    }
+
+    #[test]
+    fn from_env_keeps_defaults_when_nothing_is_set() {
+        assert_eq!(from_vars(&[]), Ok(MockConfig::default()));
+    }
+
+    #[test]
+    fn from_env_keeps_defaults_when_variables_are_blank() {
+        let config = from_vars(&[("MOCK_WECHAT_APPID", ""), ("MOCK_WECHAT_THREADS", "  ")]);
+        assert_eq!(config, Ok(MockConfig::default()));
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let config = from_vars(&[
+            ("MOCK_WECHAT_BIND", "127.0.0.1:0"),
+            ("MOCK_WECHAT_APPID", "wxffffffffffffffff"),
+            ("MOCK_WECHAT_SECRET", " s3cret "),
+            ("MOCK_WECHAT_UNIONID", "TRUE"),
+            ("MOCK_WECHAT_LATENCY_MS", "250"),
+            ("MOCK_WECHAT_THREADS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config,
+            MockConfig {
+                bind: "127.0.0.1:0".to_owned(),
+                appid: "wxffffffffffffffff".to_owned(),
+                secret: "s3cret".to_owned(),
+                unionid: true,
+                latency: Duration::from_millis(250),
+                threads: 8,
+            }
+        );
+        assert!(!from_vars(&[("MOCK_WECHAT_UNIONID", "0")]).unwrap().unionid);
+    }
+
+    #[test]
+    fn from_env_names_the_variable_and_the_fix_for_bad_values() {
+        let cases = [
+            ("MOCK_WECHAT_BIND", "9999", "host:port"),
+            ("MOCK_WECHAT_UNIONID", "yes", "use 1 or 0"),
+            ("MOCK_WECHAT_LATENCY_MS", "-5", "from 0 to 60000"),
+            ("MOCK_WECHAT_LATENCY_MS", "60001", "from 0 to 60000"),
+            ("MOCK_WECHAT_THREADS", "0", "from 1 to 1024"),
+            ("MOCK_WECHAT_THREADS", "many", "from 1 to 1024"),
+        ];
+        for (name, value, fix) in cases {
+            let err = from_vars(&[(name, value)]).unwrap_err();
+            assert!(err.starts_with(name), "{err}");
+            assert!(err.contains(fix), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let config = MockConfig {
+            secret: "topsecretvalue".to_owned(),
+            ..MockConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("topsecretvalue"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let shown = format!("{:?}", MockConfig::default());
+        assert!(!shown.contains(DEFAULT_SECRET), "{shown}");
+    }
+}

@@ -1,0 +1,36 @@
+//! `mock-wechat`: a stand-in for WeChat's server API, so that the wxlogin login server can be
+//! run (`make run`) and tested without the internet and without a real mini-program.
+//!
+//! It answers `GET /sns/jscode2session` the way WeChat does (HTTP 200, `text/plain`, a JSON
+//! body), with a `js_code` format a person can type (`<user>.<nonce>`), and with special codes
+//! that make it fail on purpose (`fail.<errcode>`, `http.<status>`, `garbage.<x>`,
+//! `slow.<ms>`). `GET /mock/code?user=NAME` plays the part of `wx.login()`.
+//! See `README.md` beside this crate for the full description.
+//!
+//! Tests start it in-process on port 0:
+//!
+//! ```
+//! use mock_wechat::{MockConfig, MockWechat};
+//!
+//! let mock = MockWechat::start(MockConfig {
+//!     bind: "127.0.0.1:0".to_owned(),
+//!     ..MockConfig::default()
+//! })
+//! .unwrap();
+//! let code = mock.new_code("alice");
+//! assert!(code.starts_with("alice."));
+//! assert_eq!(mock.openid_for("alice").len(), 28);
+//! mock.stop();
+//! ```
+
+mod code;
+mod config;
+mod handler;
+mod identity;
+mod server;
+
+pub use config::{MockConfig, DEFAULT_APPID, DEFAULT_SECRET};
+pub use server::MockWechat;
+
+#[cfg(test)]
+mod tests;

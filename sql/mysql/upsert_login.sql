@@ -1,0 +1,10 @@
+-- One atomic statement: concurrent first logins of one openid collide on the primary key and
+-- become updates, never a second row. A NULL parameter keeps the stored value.
+INSERT INTO wxuser (user_id, unionid, nickName, avatar, gender)
+VALUES (?, ?, ?, ?, ?)
+ON DUPLICATE KEY UPDATE
+    unionid    = COALESCE(VALUES(unionid), unionid),
+    nickName   = COALESCE(VALUES(nickName), nickName),
+    avatar     = COALESCE(VALUES(avatar), avatar),
+    gender     = COALESCE(VALUES(gender), gender),
+    updated_at = CURRENT_TIMESTAMP(3)

@@ -1,0 +1,10 @@
+-- One atomic statement: a second login of the same openid becomes an update, never a second
+-- row. A NULL parameter keeps the stored value.
+INSERT INTO wxuser (user_id, unionid, nickName, avatar, gender)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (user_id) DO UPDATE SET
+    unionid    = COALESCE(excluded.unionid, wxuser.unionid),
+    nickName   = COALESCE(excluded.nickName, wxuser.nickName),
+    avatar     = COALESCE(excluded.avatar, wxuser.avatar),
+    gender     = COALESCE(excluded.gender, wxuser.gender),
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')

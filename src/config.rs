@@ -1,0 +1,466 @@
+//! Typed configuration, read once from the environment and validated before anything starts.
+//!
+//! Every variable name here is part of the public interface (operators put them in unit files and
+//! `.env` files), so a bad value stops start-up with a message that names the variable and says how
+//! to fix it, instead of surfacing later as a confusing runtime failure.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the service listens when `WXLOGIN_BIND` is not set.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8888";
+/// WeChat's production API.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+/// SQLite file used when `DATABASE_URL` is not set, relative to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://wxlogin.db";
+/// Worker threads. A worker is blocked for the whole upstream round trip (50–300 ms on real
+/// WeChat), so throughput is roughly `threads / latency`: 256 threads keep 256 logins in flight.
+pub const DEFAULT_THREADS: usize = 256;
+/// Default bound on the whole jscode2session round trip.
+pub const DEFAULT_WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default token lifetime: the seed's `8640h` (360 days).
+pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(8640 * 3600);
+/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The real value, for the one place that needs it (a signature, an upstream query).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The store to open, chosen by the scheme of `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `mysql://user:pass@host:port/db?…`, kept whole (the mysql crate parses it) but secret.
+    Mysql(Secret),
+    /// `sqlite://PATH`; the path may be relative (`sqlite://wxlogin.db`) or absolute
+    /// (`sqlite:///var/lib/wxlogin/wxlogin.db`).
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Parses a URL and rejects schemes we have no backend for, so that a typo such as
+    /// `postgres://` fails at start-up rather than on the first login.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("DATABASE_URL: sqlite:// needs a file path, e.g. sqlite://wxlogin.db or sqlite:///var/lib/wxlogin/wxlogin.db".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("mysql://") {
+            if url.len() == "mysql://".len() {
+                return Err("DATABASE_URL: mysql:// needs a host, e.g. mysql://user:pass@127.0.0.1:3306/wxlogin".into());
+            }
+            Ok(DatabaseUrl::Mysql(Secret::new(url)))
+        } else {
+            let scheme = url.split("://").next().unwrap_or(url);
+            let shown = if url.contains("://") {
+                format!("{scheme}://")
+            } else {
+                "(no scheme)".to_string()
+            };
+            Err(format!(
+                "DATABASE_URL: unsupported scheme {shown}; use mysql://user:pass@host:port/db (MySQL, MariaDB, TiDB) or sqlite://PATH"
+            ))
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// Shows the backend and location but masks the password of a MySQL URL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Mysql(url) => f.write_str(&mask_url_password(url.expose())),
+        }
+    }
+}
+
+/// `mysql://user:secret@host/db` → `mysql://user:***@host/db`.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Everything the service needs to know about WeChat.
+#[derive(Clone, Debug)]
+pub struct WechatConfig {
+    pub appid: String,
+    pub secret: Secret,
+    /// Base URL without a trailing slash, e.g. `https://api.weixin.qq.com`.
+    pub api_base: String,
+    /// Bound on one whole upstream call (connect, send, receive).
+    pub timeout: Duration,
+}
+
+impl WechatConfig {
+    /// True when the upstream is on this machine, i.e. `mock-wechat` rather than WeChat.
+    pub fn is_local(&self) -> bool {
+        is_loopback_url(&self.api_base)
+    }
+}
+
+/// How tokens are signed.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub secret: Secret,
+    pub ttl: Duration,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub threads: usize,
+    pub wechat: WechatConfig,
+    pub jwt: JwtConfig,
+    pub database_url: DatabaseUrl,
+    /// Largest request body accepted; beyond it the answer is 413.
+    pub max_body_bytes: usize,
+    /// Set when `JWT_SECRET` was missing and a random key was generated because the upstream is a
+    /// local mock: tokens will not survive a restart, which `main` warns about.
+    pub jwt_secret_generated: bool,
+}
+
+/// Largest request body accepted. Login bodies are well under 4 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply variables without touching the
+    /// process environment (which is shared between parallel tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let bind_text = get("WXLOGIN_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
+        let bind = bind_text.parse::<SocketAddr>().map_err(|_| {
+            format!("WXLOGIN_BIND: {bind_text:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8888 or 0.0.0.0:8888")
+        })?;
+
+        let threads = match get("WXLOGIN_THREADS") {
+            None => DEFAULT_THREADS,
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n) if (1..=4096).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "WXLOGIN_THREADS: {text:?} is not a thread count; use a whole number from 1 to 4096 (default {DEFAULT_THREADS})"
+                    ))
+                }
+            },
+        };
+
+        let api_base = get("WECHAT_API_BASE")
+            .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.into())
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            return Err(format!(
+                "WECHAT_API_BASE: {api_base:?} is not an http(s) URL; use https://api.weixin.qq.com or the address of mock-wechat, e.g. http://127.0.0.1:9999"
+            ));
+        }
+        let upstream_is_local = is_loopback_url(&api_base);
+
+        let appid = get("WECHAT_APPID").ok_or(
+            "WECHAT_APPID is not set; use your mini-program's AppID (mp.weixin.qq.com → Development → Development settings)",
+        )?;
+        let secret = get("WECHAT_SECRET").ok_or(
+            "WECHAT_SECRET is not set; use your mini-program's AppSecret (mp.weixin.qq.com → Development → Development settings)",
+        )?;
+
+        let timeout = match get("WECHAT_TIMEOUT") {
+            None => DEFAULT_WECHAT_TIMEOUT,
+            Some(text) => match parse_duration(&text) {
+                Some(d) if d > Duration::ZERO && d <= Duration::from_secs(60) => d,
+                _ => return Err(format!(
+                    "WECHAT_TIMEOUT: {text:?} is not a timeout; use a duration from 1ms to 60s such as 5s or 2500ms"
+                )),
+            },
+        };
+
+        let ttl = match get("JWT_TTL") {
+            None => DEFAULT_JWT_TTL,
+            Some(text) => match parse_duration(&text) {
+                Some(d) if d >= Duration::from_secs(60) => d,
+                _ => {
+                    return Err(format!(
+                        "JWT_TTL: {text:?} is not a token lifetime; use a duration of at least 60s such as 7d, 8640h or 30m"
+                    ))
+                }
+            },
+        };
+
+        let (jwt_secret, jwt_secret_generated) = match lookup("JWT_SECRET") {
+            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => (Secret::new(s), false),
+            Some(s) if !s.is_empty() => {
+                return Err(format!(
+                    "JWT_SECRET is {} bytes; use at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. JWT_SECRET=$(openssl rand -hex 32)",
+                    s.len()
+                ))
+            }
+            _ if upstream_is_local => (Secret::new(random_hex(32)), true),
+            _ => return Err(format!(
+                "JWT_SECRET is not set; use at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. JWT_SECRET=$(openssl rand -hex 32) (only a local mock upstream may run without it)"
+            )),
+        };
+
+        let database_url = DatabaseUrl::parse(
+            get("DATABASE_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_DATABASE_URL)
+                .trim(),
+        )?;
+
+        Ok(Config {
+            bind,
+            threads,
+            wechat: WechatConfig {
+                appid: appid.trim().to_string(),
+                secret: Secret::new(secret.trim()),
+                api_base,
+                timeout,
+            },
+            jwt: JwtConfig {
+                secret: jwt_secret,
+                ttl,
+            },
+            database_url,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            jwt_secret_generated,
+        })
+    }
+}
+
+/// Parses `500ms`, `30s`, `15m`, `8640h`, `7d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let secs_per_unit = match unit.trim() {
+        "ms" => return Some(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs_per_unit).map(Duration::from_secs)
+}
+
+/// True for `http(s)://127.x.x.x`, `localhost` and `[::1]` URLs.
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// `bytes` random bytes from the operating system, hex-encoded.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const REAL: &[(&str, &str)] = &[
+        ("WECHAT_APPID", "wxappid"),
+        ("WECHAT_SECRET", "wechat-secret"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut vars = REAL.to_vec();
+        vars.extend_from_slice(extra);
+        vars
+    }
+
+    #[test]
+    fn defaults_apply_when_only_credentials_are_set() {
+        let c = config(REAL).unwrap();
+        assert_eq!(c.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(c.threads, DEFAULT_THREADS);
+        assert_eq!(c.wechat.api_base, DEFAULT_WECHAT_API_BASE);
+        assert_eq!(c.jwt.ttl, DEFAULT_JWT_TTL);
+        assert_eq!(
+            c.database_url,
+            DatabaseUrl::Sqlite(PathBuf::from("wxlogin.db"))
+        );
+        assert!(!c.jwt_secret_generated);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("WXLOGIN_BIND", "nowhere")], "WXLOGIN_BIND"),
+            (&[("WXLOGIN_THREADS", "0")], "WXLOGIN_THREADS"),
+            (&[("WXLOGIN_THREADS", "many")], "WXLOGIN_THREADS"),
+            (&[("WECHAT_API_BASE", "ftp://x")], "WECHAT_API_BASE"),
+            (&[("WECHAT_TIMEOUT", "soon")], "WECHAT_TIMEOUT"),
+            (&[("WECHAT_TIMEOUT", "0s")], "WECHAT_TIMEOUT"),
+            (&[("JWT_TTL", "forever")], "JWT_TTL"),
+            (&[("JWT_SECRET", "short")], "JWT_SECRET"),
+            (&[("DATABASE_URL", "postgres://x/y")], "DATABASE_URL"),
+            (&[("DATABASE_URL", "sqlite://")], "DATABASE_URL"),
+        ];
+        for (extra, variable) in cases {
+            let err = config(&with(extra)).expect_err(&format!("{extra:?} should be rejected"));
+            assert!(
+                err.starts_with(variable),
+                "error for {extra:?} should name {variable}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_jwt_secret_is_refused_for_real_wechat() {
+        let err = config(&[("WECHAT_APPID", "a"), ("WECHAT_SECRET", "s")]).unwrap_err();
+        assert!(err.starts_with("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn missing_jwt_secret_is_generated_for_a_local_mock() {
+        let c = config(&[
+            ("WECHAT_APPID", "a"),
+            ("WECHAT_SECRET", "s"),
+            ("WECHAT_API_BASE", "http://127.0.0.1:9999/"),
+        ])
+        .unwrap();
+        assert!(c.jwt_secret_generated);
+        assert_eq!(c.jwt.secret.expose().len(), 64);
+        assert_eq!(c.wechat.api_base, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn durations_parse_in_every_documented_unit() {
+        let secs = Duration::from_secs;
+        let cases = [
+            ("7d", Some(secs(7 * 86_400))),
+            ("8640h", Some(secs(8640 * 3600))),
+            ("30m", Some(secs(1800))),
+            ("45s", Some(secs(45))),
+            ("45", Some(secs(45))),
+            ("1500ms", Some(Duration::from_millis(1500))),
+            ("h", None),
+            ("-1s", None),
+            ("3w", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), expected, "parsing {text:?}");
+        }
+    }
+
+    #[test]
+    fn sqlite_paths_may_be_relative_or_absolute() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/wx.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/wx.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/wxlogin/wxlogin.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/var/lib/wxlogin/wxlogin.db"))
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let c = config(&with(&[(
+            "DATABASE_URL",
+            "mysql://app:hunter2-db@db.internal:3306/wx",
+        )]))
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "wechat-secret",
+            "0123456789abcdef0123456789abcdef",
+            "hunter2-db",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(
+            shown.contains("mysql://app:***@db.internal:3306/wx"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn loopback_detection_covers_names_and_addresses() {
+        for (url, local) in [
+            ("http://127.0.0.1:9999", true),
+            ("http://localhost:9999", true),
+            ("http://[::1]:9999", true),
+            ("https://api.weixin.qq.com", false),
+            ("http://10.0.0.1", false),
+        ] {
+            assert_eq!(is_loopback_url(url), local, "{url}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The one error type of the service and the one place that turns it into an HTTP answer.
+//!
+//! Each variant carries two kinds of text: what the client may read (the `message` of the JSON
+//! body) and what the operator needs (the cause, logged with the request id). Keeping them apart
+//! is how secrets, SQL and upstream internals stay out of responses. The mapping is an exhaustive
+//! `match`, so a new variant cannot ship without a status.
+
+use crate::store::StoreError;
+use crate::wechat::WechatError;
+use serde_json::{json, Value};
+use std::fmt;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The request is malformed; the text says how, in client-safe words.
+    BadRequest(String),
+    /// The body's `Content-Type` is not one we read.
+    UnsupportedMediaType,
+    /// The body is larger than `limit` bytes.
+    PayloadTooLarge { limit: usize },
+    /// No route has this path.
+    NotFound,
+    /// The route exists but not for this method; `allow` lists the methods it takes.
+    MethodNotAllowed { allow: &'static str },
+    /// Our own bearer token is missing, malformed, forged or expired.
+    Unauthorized(&'static str),
+    /// WeChat refused or could not be asked.
+    Wechat(WechatError),
+    /// The database could not be used.
+    Store(StoreError),
+    /// A bug: a panic in a handler or an invariant that did not hold.
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::UnsupportedMediaType => 415,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::Unauthorized(_) => 401,
+            Error::Wechat(e) => match e {
+                WechatError::Rejected { errcode, .. } => match errcode {
+                    40029 | 40163 => 401,
+                    45011 => 429,
+                    40226 => 403,
+                    _ => 502,
+                },
+                WechatError::Status(_)
+                | WechatError::BadAnswer(_)
+                | WechatError::Unreachable(_) => 502,
+                WechatError::Timeout => 504,
+            },
+            Error::Store(e) => match e {
+                StoreError::Unavailable(_) => 503,
+                StoreError::Query(_) => 500,
+            },
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// What the client is told: short, actionable, and free of secrets and internals.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::BadRequest(message) => message.clone(),
+            Error::UnsupportedMediaType => {
+                "send the body as application/x-www-form-urlencoded or application/json".into()
+            }
+            Error::PayloadTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
+            }
+            Error::NotFound => "no such endpoint".into(),
+            Error::MethodNotAllowed { allow } => format!("this endpoint accepts {allow}"),
+            Error::Unauthorized(why) => (*why).into(),
+            Error::Wechat(e) => match e {
+                WechatError::Rejected { errcode, .. } => match errcode {
+                    40029 => "the login code is invalid; call wx.login() again".into(),
+                    40163 => "the login code was already used; call wx.login() again".into(),
+                    45011 => "WeChat's rate limit was reached; retry in a minute".into(),
+                    40226 => "WeChat blocked this login: the user is flagged as high-risk".into(),
+                    other => format!("WeChat refused the login (errcode {other})"),
+                },
+                WechatError::Status(_)
+                | WechatError::BadAnswer(_)
+                | WechatError::Unreachable(_) => {
+                    "WeChat could not be reached or gave an unusable answer; retry shortly".into()
+                }
+                WechatError::Timeout => "WeChat did not answer in time; retry shortly".into(),
+            },
+            Error::Store(StoreError::Unavailable(_)) => {
+                "the database is unavailable; retry shortly".into()
+            }
+            Error::Store(StoreError::Query(_)) | Error::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "status": self.status(), "message": self.client_message() });
+        if let Error::Wechat(WechatError::Rejected { errcode, .. }) = self {
+            body["errcode"] = json!(errcode);
+        }
+        body
+    }
+}
+
+/// The operator's view: the cause, for the log line. Never contains secrets, because no variant
+/// is ever built from one (the wechat and store modules strip them before they get here).
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRequest(m) => write!(f, "bad request: {m}"),
+            Error::UnsupportedMediaType => f.write_str("unsupported content type"),
+            Error::PayloadTooLarge { limit } => write!(f, "body over {limit} bytes"),
+            Error::NotFound => f.write_str("no route"),
+            Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow {allow})"),
+            Error::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            Error::Wechat(e) => write!(f, "wechat: {e}"),
+            Error::Store(e) => write!(f, "store: {e}"),
+            Error::Internal(m) => write!(f, "internal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<WechatError> for Error {
+    fn from(e: WechatError) -> Self {
+        Error::Wechat(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wechat_errcodes_map_to_the_documented_statuses() {
+        let cases = [
+            (40029, 401),
+            (40163, 401),
+            (45011, 429),
+            (40226, 403),
+            (-1, 502),
+            (40013, 502),
+            (40125, 502),
+        ];
+        for (errcode, status) in cases {
+            let e = Error::Wechat(WechatError::Rejected {
+                errcode,
+                errmsg: "x".into(),
+            });
+            assert_eq!(e.status(), status, "errcode {errcode}");
+            assert_eq!(e.body()["errcode"], errcode, "errcode {errcode} echoed");
+            assert_eq!(e.body()["status"], status, "status {status} in body");
+        }
+    }
+
+    #[test]
+    fn internal_causes_stay_out_of_the_body() {
+        let e = Error::Store(StoreError::Query("Table 'wx.wxuser' doesn't exist".into()));
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.body()["message"], "internal error");
+        assert!(e.to_string().contains("doesn't exist"));
+    }
+}

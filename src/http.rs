@@ -1,0 +1,416 @@
+//! HTTP: the server's lifecycle, routing, body limits, and the JSON answers.
+//!
+//! tiny_http accepts connections and parses requests on its own threads; a fixed pool of worker
+//! threads takes requests from it and runs each handler to completion, blocking on WeChat and the
+//! database. Every handler runs under `catch_unwind`, so a bug becomes a 500 for that request and
+//! the worker lives on. Every answer carries an `X-Request-Id`, and every request leaves one access
+//! log line; failures also leave a line with their cause under the same id.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::login::{LoginRequest, LoginService};
+use crate::store::{self, StoreError, StoreOptions, UserStore};
+use crate::token::TokenIssuer;
+use crate::wechat::WechatClient;
+use serde_json::{json, Value};
+use std::fmt;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tiny_http::{Header, Method, Request, Response};
+
+/// Workers only hold a small stack: handlers parse small bodies and make blocking calls.
+const WORKER_STACK_BYTES: usize = 256 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Store(StoreError),
+    Bind(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Store(e) => write!(f, "cannot open the database (DATABASE_URL): {e}"),
+            StartError::Bind(e) => write!(f, "cannot listen (WXLOGIN_BIND): {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Everything a handler needs, shared by all workers.
+struct App {
+    login: LoginService,
+    tokens: Arc<TokenIssuer>,
+    store: Arc<dyn UserStore>,
+    max_body_bytes: usize,
+    request_ids: RequestIds,
+}
+
+/// A running server. Dropping it stops it.
+pub struct Server {
+    addr: SocketAddr,
+    http: Arc<tiny_http::Server>,
+    store: Arc<dyn UserStore>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Opens the store named by `DATABASE_URL`, binds, and starts serving in the background.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let options = StoreOptions {
+            max_connections: config.threads.min(StoreOptions::default().max_connections),
+            ..StoreOptions::default()
+        };
+        let store = store::open(&config.database_url, options).map_err(StartError::Store)?;
+        Server::start_with_store(config, Arc::from(store))
+    }
+
+    /// Starts serving with a store the caller opened (tests share one with the server).
+    pub fn start_with_store(
+        config: Config,
+        store: Arc<dyn UserStore>,
+    ) -> Result<Server, StartError> {
+        let http = tiny_http::Server::http(config.bind)
+            .map_err(|e| StartError::Bind(format!("{}: {e}", config.bind)))?;
+        let addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| StartError::Bind("not an IP socket".into()))?;
+        let http = Arc::new(http);
+        let tokens = Arc::new(TokenIssuer::new(&config.jwt));
+        let app = Arc::new(App {
+            login: LoginService::new(
+                WechatClient::new(config.wechat.clone()),
+                tokens.clone(),
+                store.clone(),
+            ),
+            tokens,
+            store: store.clone(),
+            max_body_bytes: config.max_body_bytes,
+            request_ids: RequestIds::new(),
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(config.threads);
+        for n in 0..config.threads {
+            let (http, app, stopping) = (http.clone(), app.clone(), stopping.clone());
+            let worker = std::thread::Builder::new()
+                .name(format!("wxlogin-worker-{n}"))
+                .stack_size(WORKER_STACK_BYTES)
+                .spawn(move || work(&http, &app, &stopping))
+                .map_err(|e| StartError::Bind(format!("cannot start worker threads: {e}")))?;
+            workers.push(worker);
+        }
+        Ok(Server {
+            addr,
+            http,
+            store,
+            workers,
+            stopping,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store the server writes to.
+    pub fn store(&self) -> Arc<dyn UserStore> {
+        self.store.clone()
+    }
+
+    /// Blocks while the server runs (until another thread stops it).
+    pub fn wait(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+
+    /// Stops taking requests and waits for the workers to finish their current one.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in &self.workers {
+            self.http.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One worker: take a request, answer it, repeat until the server stops.
+fn work(http: &tiny_http::Server, app: &App, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::SeqCst) {
+        match http.recv() {
+            Ok(request) => serve(app, request),
+            Err(e) if !stopping.load(Ordering::SeqCst) => log::warn!("accepting a request: {e}"),
+            Err(_) => break,
+        }
+    }
+}
+
+/// A handler's successful answer.
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply { status: 200, body }
+    }
+}
+
+/// Answers one request, whatever happens inside the handler.
+fn serve(app: &App, mut request: Request) {
+    let started = Instant::now();
+    let id = app.request_ids.next(&request);
+    let method = request.method().clone();
+    let client = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "-".into());
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let route = route_name(&path);
+
+    let outcome = catch_unwind(AssertUnwindSafe(|| route_request(app, &mut request, &path)));
+    let (reply, allow) = match outcome {
+        Ok(Ok(reply)) => (reply, None),
+        Ok(Err(error)) => {
+            log_failure(&id, route, &error);
+            let allow = match &error {
+                Error::MethodNotAllowed { allow } => Some(*allow),
+                _ => None,
+            };
+            (
+                Reply {
+                    status: error.status(),
+                    body: error.body(),
+                },
+                allow,
+            )
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let error = Error::Internal(format!("handler panicked: {what}"));
+            log_failure(&id, route, &error);
+            (
+                Reply {
+                    status: error.status(),
+                    body: error.body(),
+                },
+                None,
+            )
+        }
+    };
+
+    let status = reply.status;
+    let mut response = Response::from_data(reply.body.to_string())
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json; charset=utf-8"))
+        .with_header(header("X-Request-Id", &id))
+        .with_header(header("Cache-Control", "no-store"));
+    if let Some(allow) = allow {
+        response = response.with_header(header("Allow", allow));
+    }
+    if status == 413 {
+        // The rest of an oversized body is not worth reading on this connection.
+        response = response.with_header(header("Connection", "close"));
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("{id} could not send the answer: {e}");
+    }
+    log::info!(
+        target: "wxlogin::access",
+        "{id} {method} {route} {status} {:.1}ms {client}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// A fixed label per route, so logs and metrics never carry arbitrary client paths.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/api/wxuser" => "/api/wxuser",
+        "/api/me" => "/api/me",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        _ => "(unmatched)",
+    }
+}
+
+fn route_request(app: &App, request: &mut Request, path: &str) -> Result<Reply, Error> {
+    let method = request.method();
+    match (path, method) {
+        ("/api/wxuser", Method::Post) => login(app, request),
+        ("/api/wxuser", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        ("/api/me", Method::Get) => me(app, request),
+        ("/api/me", _) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        ("/healthz", Method::Get | Method::Head) => {
+            Ok(Reply::ok(json!({"status": 200, "message": "ok"})))
+        }
+        ("/readyz", Method::Get | Method::Head) => {
+            app.store.ping()?;
+            Ok(Reply::ok(json!({"status": 200, "message": "ready"})))
+        }
+        ("/healthz" | "/readyz", _) => Err(Error::MethodNotAllowed { allow: "GET, HEAD" }),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a bearer token out.
+fn login(app: &App, request: &mut Request) -> Result<Reply, Error> {
+    let kind = body_kind(request)?;
+    let body = read_body(request, app.max_body_bytes)?;
+    let login = match kind {
+        BodyKind::Json => LoginRequest::from_json(&body)?,
+        BodyKind::Form => LoginRequest::from_form(&body)?,
+        BodyKind::Unlabelled if body.is_empty() => LoginRequest::from_form(&body)?,
+        BodyKind::Unlabelled => return Err(Error::UnsupportedMediaType),
+    };
+    let outcome = app.login.login(&login)?;
+    Ok(Reply::ok(json!({
+        "status": 200,
+        "token": format!("Bearer {}", outcome.token),
+        "messages": "login succeeded",
+    })))
+}
+
+/// `GET /api/me`: the stored profile of the token's user.
+fn me(app: &App, request: &Request) -> Result<Reply, Error> {
+    let claims = app
+        .tokens
+        .verify_header(header_value(request, "Authorization"))
+        .map_err(|e| Error::Unauthorized(e.client_message()))?;
+    let user = app
+        .store
+        .find_user(&claims.openid)?
+        .ok_or(Error::Unauthorized(
+            "this user no longer exists; log in again",
+        ))?;
+    Ok(Reply::ok(json!({
+        "status": 200,
+        "user": {
+            "openid": user.openid,
+            "unionid": user.unionid,
+            "nickName": user.profile.nick_name,
+            "avatarUrl": user.profile.avatar_url,
+            "gender": user.profile.gender,
+        }
+    })))
+}
+
+enum BodyKind {
+    Form,
+    Json,
+    /// No `Content-Type` header at all.
+    Unlabelled,
+}
+
+/// Decides from `Content-Type` how to read the body, before reading it.
+fn body_kind(request: &Request) -> Result<BodyKind, Error> {
+    let Some(value) = header_value(request, "Content-Type") else {
+        return Ok(BodyKind::Unlabelled);
+    };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(BodyKind::Form)
+    } else if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(BodyKind::Json)
+    } else {
+        Err(Error::UnsupportedMediaType)
+    }
+}
+
+/// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413.
+fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
+    if request.body_length().is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
+    request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| Error::BadRequest("the request body could not be read".into()))?;
+    if body.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    Ok(body)
+}
+
+fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and values")
+}
+
+/// Logs why a request failed, at a level that matches whose fault it was.
+fn log_failure(id: &str, route: &str, error: &Error) {
+    match error {
+        Error::Internal(_) | Error::Store(_) => log::error!("{id} {route} failed: {error}"),
+        Error::Wechat(_) => log::warn!("{id} {route} failed: {error}"),
+        _ => log::info!("{id} {route} refused: {error}"),
+    }
+}
+
+/// Request ids: the proxy's `X-Request-Id` when it sent a sane one, else our own, unique per
+/// process run (a random prefix and a counter).
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        RequestIds {
+            prefix: crate::config::random_hex(4),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self, request: &Request) -> String {
+        if let Some(given) = header_value(request, "X-Request-Id").filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        }) {
+            return given.to_string();
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:06}", self.prefix)
+    }
+}

@@ -1,0 +1,19 @@
+//! wxlogin: logs WeChat mini-program users in.
+//!
+//! A mini-program posts the code from `wx.login()` to `POST /api/wxuser`; the server exchanges it
+//! at WeChat's `jscode2session` for the user's openid, writes one row per openid, and answers with
+//! a bearer token the mini-program sends on later calls. `main` only reads the configuration and
+//! calls [`Server::start`]; everything else lives in this library so tests run it in-process.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod login;
+pub mod store;
+pub mod token;
+pub mod wechat;
+
+pub use config::Config;
+pub use error::Error;
+pub use http::{Server, StartError};

@@ -1,0 +1,116 @@
+//! Where users live: one trait, two backends (MySQL-compatible servers and embedded SQLite).
+//!
+//! The backend is chosen by the scheme of `DATABASE_URL`. Both keep one row per openid with a
+//! single atomic upsert, so concurrent first logins of one user can never create two rows, and
+//! both pass the same contract tests (`tests/api/store.rs`).
+
+mod mysql;
+mod sqlite;
+
+use crate::config::DatabaseUrl;
+use std::fmt;
+use std::time::Duration;
+
+pub use self::mysql::MysqlStore;
+pub use self::sqlite::SqliteStore;
+
+/// The profile a client may send with a login. `None` fields keep what is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub nick_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub gender: Option<i64>,
+}
+
+/// What a successful login writes.
+#[derive(Debug, Clone)]
+pub struct LoginRecord<'a> {
+    pub openid: &'a str,
+    pub unionid: Option<&'a str>,
+    /// `None` keeps the stored profile as it is.
+    pub profile: Option<&'a Profile>,
+}
+
+/// A stored user, with WeChat's field names where it has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub profile: Profile,
+}
+
+/// Why the store failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database cannot be reached or has no capacity now (connection refused, pool
+    /// exhausted, server gone, lock timeout): the client may retry.
+    Unavailable(String),
+    /// A statement failed for another reason: a bug or a schema problem.
+    Query(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            StoreError::Query(why) => write!(f, "query failed: {why}"),
+        }
+    }
+}
+
+/// The operations the service needs from a database.
+pub trait UserStore: Send + Sync {
+    /// Inserts the user or updates their row, atomically, in one statement. Returns only once the
+    /// write is committed, so the caller may then tell the client it is logged in.
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError>;
+
+    /// The user with this openid, if any.
+    fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError>;
+
+    /// The number of stored users (for tests and operators).
+    fn count_users(&self) -> Result<u64, StoreError>;
+
+    /// Cheap round trip proving the database answers.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Options that apply to every backend.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Most connections held at once.
+    pub max_connections: usize,
+    /// Bound on waiting for a connection or a lock, and on one statement's network I/O.
+    pub timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 32,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the store named by the URL and applies its schema (idempotently).
+pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Box<dyn UserStore>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Mysql(url) => Box::new(MysqlStore::open(url.expose(), options)?),
+        DatabaseUrl::Sqlite(path) => Box::new(SqliteStore::open(path, options)?),
+    })
+}
+
+/// The statements of a schema file: `--` comment lines dropped, then split on `;`, which our
+/// files use only as terminators.
+fn statements(script: &str) -> Vec<String> {
+    let code: String = script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! The MySQL-compatible backend (MySQL, MariaDB, TiDB), for several stateless nodes sharing one
+//! database.
+//!
+//! The pool starts empty (`min 0`), so a node starts and reports unready instead of failing when
+//! the database is briefly down; every wait (connect, checkout, read, write) has a bound, so an
+//! outage becomes a 503 rather than a hung worker.
+
+use super::{LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use mysql::prelude::Queryable;
+use mysql::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
+
+const SCHEMA: &str = include_str!("../../sql/mysql/schema.sql");
+const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
+const FIND_USER: &str = include_str!("../../sql/mysql/find_user.sql");
+
+/// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
+/// statement is idempotent, so it is simply run again.
+const DEADLOCK_RETRIES: usize = 3;
+/// ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT.
+const RETRYABLE_CODES: [u16; 2] = [1213, 1205];
+
+/// `user_id, unionid, nickName, avatar, gender`, as `find_user.sql` selects them.
+type UserRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+pub struct MysqlStore {
+    pool: Pool,
+    options: StoreOptions,
+}
+
+impl MysqlStore {
+    /// Connects to `url` (`mysql://user:pass@host:port/db`) and applies the schema.
+    ///
+    /// `pool_max` in the URL's query overrides `options.max_connections`.
+    pub fn open(url: &str, options: StoreOptions) -> Result<MysqlStore, StoreError> {
+        let opts = Opts::from_url(url).map_err(|_| {
+            StoreError::Query(
+                "DATABASE_URL is not a valid mysql:// URL (mysql://user:pass@host:port/db)".into(),
+            )
+        })?;
+        let max = if url.contains("pool_max=") {
+            opts.get_pool_opts().constraints().max()
+        } else {
+            options.max_connections
+        };
+        let constraints = PoolConstraints::new(0, max.max(1)).expect("0 <= max");
+        let builder = OptsBuilder::from_opts(opts)
+            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            .tcp_connect_timeout(Some(options.timeout))
+            .read_timeout(Some(options.timeout))
+            .write_timeout(Some(options.timeout))
+            .init(vec!["SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"]);
+        let pool = Pool::new(builder).map_err(classify)?;
+        let store = MysqlStore { pool, options };
+        store.apply_schema()?;
+        Ok(store)
+    }
+
+    fn apply_schema(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        for statement in super::statements(SCHEMA) {
+            conn.query_drop(&statement).map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        self.pool
+            .try_get_conn(self.options.timeout)
+            .map_err(classify)
+    }
+}
+
+impl UserStore for MysqlStore {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError> {
+        let empty = Profile::default();
+        let profile = record.profile.unwrap_or(&empty);
+        let params = (
+            record.openid,
+            record.unionid,
+            profile.nick_name.as_deref(),
+            profile.avatar_url.as_deref(),
+            profile.gender,
+        );
+        let mut conn = self.conn()?;
+        let mut attempt = 0;
+        loop {
+            match conn.exec_drop(UPSERT_LOGIN, params) {
+                Ok(()) => return Ok(()),
+                Err(mysql::Error::MySqlError(e))
+                    if RETRYABLE_CODES.contains(&e.code) && attempt < DEADLOCK_RETRIES =>
+                {
+                    attempt += 1;
+                    log::debug!("upsert retried after MySQL error {}", e.code);
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+    }
+
+    fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = self
+            .conn()?
+            .exec_first(FIND_USER, (openid,))
+            .map_err(classify)?;
+        Ok(
+            row.map(|(openid, unionid, nick_name, avatar_url, gender)| User {
+                openid,
+                unionid,
+                profile: Profile {
+                    nick_name,
+                    avatar_url,
+                    gender,
+                },
+            }),
+        )
+    }
+
+    fn count_users(&self) -> Result<u64, StoreError> {
+        let n: Option<u64> = self
+            .conn()?
+            .query_first("SELECT COUNT(*) FROM wxuser")
+            .map_err(classify)?;
+        Ok(n.unwrap_or(0))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?.query_drop("SELECT 1").map_err(classify)
+    }
+}
+
+/// Network and capacity failures are "unavailable" (503, retry); a server error with a SQL code
+/// is a query failure, except the ones that mean the server is going away or overloaded.
+fn classify(e: mysql::Error) -> StoreError {
+    match e {
+        mysql::Error::IoError(io) => StoreError::Unavailable(format!("I/O error: {}", io.kind())),
+        mysql::Error::DriverError(d) => StoreError::Unavailable(d.to_string()),
+        mysql::Error::CodecError(c) => StoreError::Unavailable(format!("protocol: {c}")),
+        mysql::Error::MySqlError(e) => match e.code {
+            // Too many connections, server shutdown, read-only, lock wait, deadlock, access denied.
+            1040 | 1053 | 1205 | 1213 | 1290 | 1045 | 1044 | 1049 | 2002 | 2003 | 2006 | 2013 => {
+                StoreError::Unavailable(format!("MySQL error {}: {}", e.code, e.message))
+            }
+            _ => StoreError::Query(format!("MySQL error {}: {}", e.code, e.message)),
+        },
+        other => StoreError::Query(other.to_string()),
+    }
+}

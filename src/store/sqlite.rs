@@ -1,0 +1,204 @@
+//! The embedded SQLite backend: the default, so `make run` needs nothing installed.
+//!
+//! A rusqlite `Connection` is `Send` but not `Sync`, so the store keeps a small pool of them and
+//! lends one to each caller. WAL mode lets readers proceed while one writer commits; SQLite
+//! serialises writers itself, and the busy timeout bounds how long a writer waits for the lock.
+
+use super::{statements, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
+const UPSERT_LOGIN: &str = include_str!("../../sql/sqlite/upsert_login.sql");
+const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
+
+pub struct SqliteStore {
+    path: PathBuf,
+    options: StoreOptions,
+    pool: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    /// Connections that exist, idle or lent out.
+    open: usize,
+}
+
+/// A connection on loan; goes back to the pool when dropped.
+struct Lease<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut pool = self.store.lock_pool();
+            pool.idle.push(conn);
+            self.store.returned.notify_one();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the schema.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            options,
+            pool: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+        };
+        let conn = store.conn()?;
+        for statement in statements(SCHEMA) {
+            conn.execute_batch(&statement).map_err(classify)?;
+        }
+        drop(conn);
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display()))
+        })?;
+        conn.busy_timeout(self.options.timeout).map_err(classify)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(classify)?;
+        Ok(conn)
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // The state is a list and a count, consistent at every unlock: a panic elsewhere while
+        // holding the lock cannot leave it half-updated, so poisoning is safe to ignore.
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lends an idle connection, opens a new one below the cap, or waits (bounded) for one.
+    fn conn(&self) -> Result<Lease<'_>, StoreError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut pool = self.lock_pool();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(Lease {
+                    store: self,
+                    conn: Some(conn),
+                });
+            }
+            if pool.open < self.options.max_connections.max(1) {
+                pool.open += 1;
+                drop(pool);
+                return match self.connect() {
+                    Ok(conn) => Ok(Lease {
+                        store: self,
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.lock_pool().open -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(
+                    "no SQLite connection free in time".into(),
+                ));
+            }
+            pool = self
+                .returned
+                .wait_timeout(pool, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl UserStore for SqliteStore {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError> {
+        let empty = Profile::default();
+        let profile = record.profile.unwrap_or(&empty);
+        self.conn()?
+            .prepare_cached(UPSERT_LOGIN)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    record.openid,
+                    record.unionid,
+                    profile.nick_name,
+                    profile.avatar_url,
+                    profile.gender,
+                ])
+            })
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_USER)
+            .and_then(|mut stmt| {
+                stmt.query_row([openid], |row| {
+                    Ok(User {
+                        openid: row.get(0)?,
+                        unionid: row.get(1)?,
+                        profile: Profile {
+                            nick_name: row.get(2)?,
+                            avatar_url: row.get(3)?,
+                            gender: row.get(4)?,
+                        },
+                    })
+                })
+                .optional()
+            })
+            .map_err(classify)
+    }
+
+    fn count_users(&self) -> Result<u64, StoreError> {
+        self.conn()?
+            .query_row("SELECT COUNT(*) FROM wxuser", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
+            .map_err(classify)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(classify)
+    }
+}
+
+/// A busy or locked database, or a file we cannot open, is "unavailable" (503, retry); anything
+/// else is a query failure.
+fn classify(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | ReadOnly | SystemIoFailure
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Query(e.to_string()),
+    }
+}

@@ -1,0 +1,455 @@
+//! Test harness: a fresh database per test, the server started in-process on port 0, a fake or
+//! mock WeChat, an HTTP client, and a log capture for the secrets checks.
+
+use mock_wechat::{MockConfig, MockWechat};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use wxlogin::config::{random_hex, DatabaseUrl};
+use wxlogin::store::{self, StoreOptions, UserStore};
+use wxlogin::{Config, Server};
+
+// ---------------------------------------------------------------------------------------------
+// Log capture
+
+static LOG_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LOGGER_INSTALLED: Once = Once::new();
+
+/// Keeps every log line of every test at every level that production's logger lets through
+/// (the same `allowed` filter), so secrets checks see what `RUST_LOG=trace` would write.
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        wxlogin::logging::allowed(metadata)
+    }
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        LOG_LINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+    fn flush(&self) {}
+}
+
+pub fn capture_logs() {
+    LOGGER_INSTALLED.call_once(|| {
+        log::set_logger(&CaptureLogger).expect("no other logger in the test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// Every line logged so far by any test in this binary.
+pub fn logged_lines() -> Vec<String> {
+    LOG_LINES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+
+/// A database used by one test only, removed when dropped.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    mysql_admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        TestDb {
+            url: DatabaseUrl::Sqlite(dir.path().join("wxlogin.db")),
+            backend: "sqlite",
+            _dir: Some(dir),
+            mysql_admin: None,
+        }
+    }
+
+    /// A fresh MariaDB/MySQL database, or `None` (said loudly) when no server answers outside CI.
+    pub fn mysql() -> Option<TestDb> {
+        let admin = mysql_admin_url()?;
+        let name = format!("wxlogin_test_{}", random_hex(6));
+        let mut conn = mysql::Conn::new(mysql::Opts::from_url(&admin).expect("admin URL"))
+            .expect("connect to the MariaDB test server");
+        mysql::prelude::Queryable::query_drop(
+            &mut conn,
+            format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+        )
+        .expect("create the test database");
+        Some(TestDb {
+            url: DatabaseUrl::parse(&format!("{admin}/{name}")).unwrap(),
+            backend: "mariadb",
+            _dir: None,
+            mysql_admin: Some((admin, name)),
+        })
+    }
+
+    /// Opens the store, applying the schema.
+    pub fn open(&self) -> Arc<dyn UserStore> {
+        Arc::from(store::open(&self.url, StoreOptions::default()).expect("open the test store"))
+    }
+
+    /// The `DATABASE_URL` text for this database.
+    pub fn url_text(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Mysql(url) => url.expose().to_string(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.mysql_admin {
+            if let Ok(mut conn) = mysql::Conn::new(mysql::Opts::from_url(admin).unwrap()) {
+                let _ = mysql::prelude::Queryable::query_drop(
+                    &mut conn,
+                    format!("DROP DATABASE IF EXISTS `{name}`"),
+                );
+            }
+        }
+    }
+}
+
+/// `WXLOGIN_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`) if the server answers.
+/// Under `CI=true` an unreachable server fails the test instead of skipping it.
+fn mysql_admin_url() -> Option<String> {
+    static REACHABLE: OnceLock<Result<String, String>> = OnceLock::new();
+    let result = REACHABLE.get_or_init(|| {
+        let url = std::env::var("WXLOGIN_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+            .trim_end_matches('/')
+            .to_string();
+        let opts = mysql::OptsBuilder::from_opts(
+            mysql::Opts::from_url(&url).map_err(|e| format!("bad URL: {e}"))?,
+        )
+        .tcp_connect_timeout(Some(Duration::from_secs(3)));
+        mysql::Conn::new(opts)
+            .map(|_| url.clone())
+            .map_err(|e| format!("{url} is unreachable: {e}"))
+    });
+    match result {
+        Ok(url) => Some(url.clone()),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("MariaDB tests must run under CI=true, but {why}")
+        }
+        Err(why) => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: MariaDB test not run: {why}. Set WXLOGIN_TEST_MYSQL_URL. !!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// Defines each listed `fn name(db: &TestDb)` as a test on SQLite and on MariaDB.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&$crate::helpers::TestDb::sqlite()) } )*
+        }
+        mod mariadb {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(db) = $crate::helpers::TestDb::mysql() {
+                        super::$name(&db)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams
+
+/// A wiremock server standing in for WeChat, driven from synchronous tests.
+pub struct FakeWechat {
+    runtime: tokio::runtime::Runtime,
+    server: MockServer,
+}
+
+impl FakeWechat {
+    pub fn start() -> FakeWechat {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let server = runtime.block_on(MockServer::start());
+        FakeWechat { runtime, server }
+    }
+
+    /// Every jscode2session call gets this answer.
+    pub fn answer_jscode2session(&self, template: ResponseTemplate) {
+        self.runtime.block_on(
+            Mock::given(wiremock::matchers::method("GET"))
+                .and(wiremock::matchers::path("/sns/jscode2session"))
+                .respond_with(template)
+                .mount(&self.server),
+        );
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The query parameters of every request received so far.
+    pub fn received_queries(&self) -> Vec<HashMap<String, String>> {
+        self.runtime
+            .block_on(self.server.received_requests())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.url.query_pairs().into_owned().collect())
+            .collect()
+    }
+}
+
+/// `mock-wechat` started in-process on port 0 with its default credentials.
+pub fn start_mock_wechat(unionid: bool) -> MockWechat {
+    MockWechat::start(MockConfig {
+        bind: "127.0.0.1:0".into(),
+        unionid,
+        ..MockConfig::default()
+    })
+    .expect("start mock-wechat")
+}
+
+/// A loopback address where nothing listens.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The application under test
+
+/// Secrets that are unique to one test, so a leak check cannot be fooled by another test.
+pub struct Secrets {
+    pub appid: String,
+    pub wechat_secret: String,
+    pub jwt_secret: String,
+}
+
+impl Secrets {
+    pub fn unique() -> Secrets {
+        Secrets {
+            appid: format!("wx{}", random_hex(8)),
+            wechat_secret: format!("wechat-secret-{}", random_hex(12)),
+            jwt_secret: format!("jwt-secret-{}", random_hex(16)),
+        }
+    }
+
+    /// The credentials `mock-wechat` accepts, with a unique JWT key.
+    pub fn for_mock_wechat() -> Secrets {
+        Secrets {
+            appid: mock_wechat::DEFAULT_APPID.into(),
+            wechat_secret: mock_wechat::DEFAULT_SECRET.into(),
+            jwt_secret: format!("jwt-secret-{}", random_hex(16)),
+        }
+    }
+}
+
+/// A running server plus what a test needs to talk to it and check its effects.
+pub struct TestApp {
+    /// Kept for its `Drop`, which stops the server at the end of the test.
+    _server: Server,
+    pub url: String,
+    pub store: Arc<dyn UserStore>,
+    pub secrets: Secrets,
+    agent: ureq::Agent,
+}
+
+/// A parsed answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: HashMap<String, String>,
+}
+
+pub struct AppBuilder {
+    vars: HashMap<String, String>,
+    secrets: Secrets,
+}
+
+impl AppBuilder {
+    pub fn new(upstream: &str, db: &TestDb, secrets: Secrets) -> AppBuilder {
+        let vars = [
+            ("WXLOGIN_BIND", "127.0.0.1:0".to_string()),
+            ("WXLOGIN_THREADS", "64".into()),
+            ("WECHAT_APPID", secrets.appid.clone()),
+            ("WECHAT_SECRET", secrets.wechat_secret.clone()),
+            ("WECHAT_API_BASE", upstream.to_string()),
+            ("WECHAT_TIMEOUT", "2s".into()),
+            ("JWT_SECRET", secrets.jwt_secret.clone()),
+            ("DATABASE_URL", db.url_text()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        AppBuilder { vars, secrets }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|name| self.vars.get(name).cloned()).expect("valid test config")
+    }
+
+    pub fn start(self) -> TestApp {
+        let config = self.config();
+        let server = Server::start(config).expect("server starts");
+        TestApp::new(server, self.secrets)
+    }
+
+    pub fn start_with_store(self, store: Arc<dyn UserStore>) -> TestApp {
+        let config = self.config();
+        let server = Server::start_with_store(config, store).expect("server starts");
+        TestApp::new(server, self.secrets)
+    }
+}
+
+/// Starts the server against `upstream` and `db` with unique secrets.
+pub fn spawn_app(upstream: &str, db: &TestDb) -> TestApp {
+    capture_logs();
+    AppBuilder::new(upstream, db, Secrets::unique()).start()
+}
+
+/// Starts the server against a running `mock-wechat`.
+pub fn spawn_app_with_mock(mock: &MockWechat, db: &TestDb) -> TestApp {
+    capture_logs();
+    AppBuilder::new(&mock.base_url(), db, Secrets::for_mock_wechat()).start()
+}
+
+impl TestApp {
+    fn new(server: Server, secrets: Secrets) -> TestApp {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        TestApp {
+            url: server.url(),
+            store: server.store(),
+            _server: server,
+            secrets,
+            agent,
+        }
+    }
+
+    /// POSTs a form-urlencoded body built from `fields`, as the mini-program does.
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.post_raw(
+            path,
+            Some("application/x-www-form-urlencoded"),
+            body.as_bytes(),
+        )
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Answer {
+        self.post_raw(path, Some("application/json"), body.to_string().as_bytes())
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Answer {
+        let mut request = self.agent.post(format!("{}{path}", self.url));
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        answer(request.send(body).expect("the server answers"))
+    }
+
+    pub fn get(&self, path: &str, authorization: Option<&str>) -> Answer {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        answer(request.call().expect("the server answers"))
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Answer {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .body(())
+            .unwrap();
+        answer(self.agent.run(request).expect("the server answers"))
+    }
+
+    /// Logs in with `code`, asserting success; returns the `Authorization` header value.
+    pub fn login(&self, code: &str) -> String {
+        let answer = self.post_form("/api/wxuser", &[("code", code)]);
+        assert_eq!(answer.status, 200, "login failed: {}", answer.text);
+        answer.body["token"].as_str().unwrap().to_string()
+    }
+}
+
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
+
+/// The JSON payload of a JWT, decoded without verification (to inspect what it carries).
+pub fn jwt_payload(token: &str) -> Value {
+    let payload = token
+        .trim_start_matches("Bearer ")
+        .split('.')
+        .nth(1)
+        .expect("a JWT has three parts");
+    let bytes = base64_url_decode(payload);
+    serde_json::from_slice(&bytes).expect("JWT payload is JSON")
+}
+
+fn base64_url_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'-' | b'+' => 62,
+            _ => 63,
+        }
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        acc = (acc << 6) | value(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,190 @@
+//! Routing, content types, body limits, `GET /api/me` token checks, health, request ids, and a
+//! database outage, over real HTTP.
+
+use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, TestDb};
+use serde_json::json;
+use std::sync::Arc;
+use wiremock::ResponseTemplate;
+use wxlogin::store::{LoginRecord, StoreError, User, UserStore};
+
+fn wechat_for(openid: &str) -> FakeWechat {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(
+        ResponseTemplate::new(200).set_body_json(json!({"openid": openid, "session_key": "a2V5"})),
+    );
+    wechat
+}
+
+#[test]
+fn unknown_routes_are_404_and_wrong_methods_405() {
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+
+    let cases = [
+        ("GET", "/nope", 404),
+        ("GET", "/api/wxuser", 405),
+        ("PUT", "/api/wxuser", 405),
+        ("POST", "/api/me", 405),
+        ("DELETE", "/healthz", 405),
+    ];
+    for (method, path, status) in cases {
+        let answer = app.request(method, path);
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.text);
+        assert_eq!(answer.body["status"], status, "{method} {path}");
+        if status == 405 {
+            assert!(answer.headers.contains_key("allow"), "{method} {path}");
+        }
+    }
+}
+
+#[test]
+fn healthz_answers_200_with_a_request_id() {
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+
+    let answer = app.get("/healthz", None);
+
+    assert_eq!(answer.status, 200);
+    assert!(!answer.headers["x-request-id"].is_empty());
+    assert_eq!(app.get("/readyz", None).status, 200);
+}
+
+#[test]
+fn login_returns_415_for_other_content_types() {
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+
+    for content_type in [
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let answer = app.post_raw("/api/wxuser", content_type, b"code=abc");
+        assert_eq!(answer.status, 415, "{content_type:?}: {}", answer.text);
+    }
+}
+
+#[test]
+fn login_returns_413_for_bodies_over_64_kib() {
+    let wechat = wechat_for("o-big");
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+
+    let padding = "x".repeat(64 * 1024);
+    let too_big = app.post_form("/api/wxuser", &[("code", "c"), ("pad", &padding)]);
+    assert_eq!(too_big.status, 413, "{}", too_big.text);
+
+    let just_fits = app.post_form("/api/wxuser", &[("code", "c"), ("pad", &padding[..60_000])]);
+    assert_eq!(just_fits.status, 200, "{}", just_fits.text);
+}
+
+#[test]
+fn login_returns_400_for_an_unreadable_json_body() {
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+
+    let answer = app.post_raw("/api/wxuser", Some("application/json"), b"{\"code\":");
+
+    assert_eq!(answer.status, 400, "{}", answer.text);
+}
+
+#[test]
+fn me_returns_the_stored_profile_for_a_valid_token() {
+    let wechat = wechat_for("o-me");
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let login = app.post_form(
+        "/api/wxuser",
+        &[
+            ("code", "c"),
+            (
+                "userInfo",
+                r#"{"nickName":"Me 😀","avatarUrl":"https://a/me.png","gender":2}"#,
+            ),
+        ],
+    );
+    let token = login.body["token"].as_str().unwrap();
+
+    let answer = app.get("/api/me", Some(token));
+
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.body["user"],
+        json!({"openid": "o-me", "unionid": null, "nickName": "Me 😀",
+               "avatarUrl": "https://a/me.png", "gender": 2})
+    );
+}
+
+#[test]
+fn me_returns_401_for_missing_malformed_forged_or_expired_tokens() {
+    let wechat = wechat_for("o-401");
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let token = app.login("c");
+    let jwt = token.trim_start_matches("Bearer ");
+    let parts: Vec<&str> = jwt.split('.').collect();
+
+    // The same user's token signed with another key, and one that expired long ago.
+    let other = AppBuilder::new(&wechat.uri(), &db, Secrets::unique()).config();
+    let forged = wxlogin::token::TokenIssuer::new(&other.jwt).issue(wxlogin::token::UserClaims {
+        openid: "o-401".into(),
+        unionid: None,
+    });
+    let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "no header"),
+        (Some(jwt.to_string()), "no Bearer prefix"),
+        (Some("Bearer".into()), "no token"),
+        (Some("Bearer not.a.jwt".into()), "garbage"),
+        (Some(format!("Bearer {forged}")), "another key"),
+        (
+            Some(format!("Bearer {none_header}.{}.", parts[1])),
+            "alg none",
+        ),
+        (
+            Some(format!("Bearer {}.{}x.{}", parts[0], parts[1], parts[2])),
+            "edited payload",
+        ),
+        (Some(format!("Bearer {}", "a".repeat(5000))), "oversized"),
+    ];
+    for (header, what) in cases {
+        let answer = app.get("/api/me", header.as_deref());
+        assert_eq!(answer.status, 401, "{what}: {}", answer.text);
+        assert_eq!(answer.body["status"], 401, "{what}");
+    }
+    assert_eq!(app.get("/api/me", Some(&token)).status, 200);
+}
+
+/// A store whose database is down.
+struct DownStore;
+
+impl UserStore for DownStore {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn count_users(&self) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn ping(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+}
+
+#[test]
+fn login_returns_503_without_a_token_when_the_database_is_unavailable() {
+    capture_logs();
+    let wechat = wechat_for("o-down");
+    let db = TestDb::sqlite();
+    let app = AppBuilder::new(&wechat.uri(), &db, Secrets::unique())
+        .start_with_store(Arc::new(DownStore));
+
+    let answer = app.post_form("/api/wxuser", &[("code", "c")]);
+
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert!(answer.body.get("token").is_none());
+    assert_eq!(app.get("/readyz", None).status, 503);
+    assert_eq!(app.get("/healthz", None).status, 200);
+}

@@ -1,0 +1,9 @@
+//! The integration suite: one test binary, one module per area. Each test starts its own server
+//! on port 0 with its own database, so tests run in parallel.
+
+mod full_stack;
+mod helpers;
+mod http;
+mod login;
+mod secrets;
+mod store;

@@ -1,0 +1,145 @@
+//! The store contract: every backend must pass the same tests, each on a fresh database.
+
+use crate::helpers::TestDb;
+use crate::on_both_backends;
+use wxlogin::store::{LoginRecord, Profile};
+
+fn profile(nick: &str, avatar: &str, gender: i64) -> Profile {
+    Profile {
+        nick_name: Some(nick.into()),
+        avatar_url: Some(avatar.into()),
+        gender: Some(gender),
+    }
+}
+
+fn upsert_creates_then_updates_one_row(db: &TestDb) {
+    let store = db.open();
+    let first = profile("First", "https://a/1", 1);
+    let second = profile("Second", "https://a/2", 2);
+
+    for p in [&first, &second] {
+        store
+            .upsert_login(&LoginRecord {
+                openid: "o-1",
+                unionid: None,
+                profile: Some(p),
+            })
+            .unwrap();
+    }
+
+    assert_eq!(store.count_users().unwrap(), 1, "{}", db.backend);
+    let user = store.find_user("o-1").unwrap().unwrap();
+    assert_eq!(user.profile, second, "{}: last profile wins", db.backend);
+}
+
+fn upsert_without_profile_keeps_the_stored_one(db: &TestDb) {
+    let store = db.open();
+    let p = profile("Kept", "https://a/k", 2);
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-k",
+            unionid: Some("u-k"),
+            profile: Some(&p),
+        })
+        .unwrap();
+
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-k",
+            unionid: None,
+            profile: None,
+        })
+        .unwrap();
+
+    let user = store.find_user("o-k").unwrap().unwrap();
+    assert_eq!(user.profile, p, "{}", db.backend);
+    assert_eq!(user.unionid.as_deref(), Some("u-k"), "{}", db.backend);
+}
+
+fn find_user_returns_none_for_an_unknown_openid(db: &TestDb) {
+    let store = db.open();
+    assert_eq!(store.find_user("o-nobody").unwrap(), None, "{}", db.backend);
+}
+
+fn openids_are_case_sensitive(db: &TestDb) {
+    let store = db.open();
+    for openid in ["oAbC", "oabc"] {
+        store
+            .upsert_login(&LoginRecord {
+                openid,
+                unionid: None,
+                profile: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(store.count_users().unwrap(), 2, "{}", db.backend);
+}
+
+fn emoji_and_cjk_nicknames_round_trip(db: &TestDb) {
+    let store = db.open();
+    let p = profile("小明😀🎉 ƒ", "https://a/e", 0);
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-emoji",
+            unionid: None,
+            profile: Some(&p),
+        })
+        .unwrap();
+
+    let user = store.find_user("o-emoji").unwrap().unwrap();
+    assert_eq!(
+        user.profile.nick_name.as_deref(),
+        Some("小明😀🎉 ƒ"),
+        "{}",
+        db.backend
+    );
+}
+
+fn schema_applies_twice_without_losing_rows(db: &TestDb) {
+    let store = db.open();
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-stay",
+            unionid: None,
+            profile: None,
+        })
+        .unwrap();
+    drop(store);
+
+    let reopened = db.open();
+
+    assert_eq!(reopened.count_users().unwrap(), 1, "{}", db.backend);
+    reopened.ping().unwrap();
+}
+
+fn concurrent_upserts_of_one_openid_make_one_row(db: &TestDb) {
+    let store = db.open();
+    let barrier = std::sync::Barrier::new(50);
+    std::thread::scope(|s| {
+        for i in 0..50 {
+            let (store, barrier) = (&store, &barrier);
+            s.spawn(move || {
+                let p = profile(&format!("n{i}"), "https://a", 1);
+                barrier.wait();
+                store
+                    .upsert_login(&LoginRecord {
+                        openid: "o-race",
+                        unionid: None,
+                        profile: Some(&p),
+                    })
+                    .unwrap_or_else(|e| panic!("{}: upsert {i} failed: {e}", db.backend));
+            });
+        }
+    });
+    assert_eq!(store.count_users().unwrap(), 1, "{}", db.backend);
+}
+
+on_both_backends!(
+    upsert_creates_then_updates_one_row,
+    upsert_without_profile_keeps_the_stored_one,
+    find_user_returns_none_for_an_unknown_openid,
+    openids_are_case_sensitive,
+    emoji_and_cjk_nicknames_round_trip,
+    schema_applies_twice_without_losing_rows,
+    concurrent_upserts_of_one_openid_make_one_row,
+);
