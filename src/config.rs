@@ -157,10 +157,18 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
+    /// How long a login code's successful outcome is remembered, so that a retry with the same
+    /// code gets a fresh token instead of WeChat's "code been used". Zero turns it off.
+    pub code_replay_window: Duration,
     /// Set when `JWT_SECRET` was missing and a random key was generated because the upstream is a
     /// local mock: tokens will not survive a restart, which `main` warns about.
     pub jwt_secret_generated: bool,
 }
+
+/// Default `WXLOGIN_CODE_REPLAY_WINDOW`.
+pub const DEFAULT_CODE_REPLAY_WINDOW: Duration = Duration::from_secs(60);
+/// WeChat's codes live five minutes; remembering one longer has no use.
+const MAX_CODE_REPLAY_WINDOW: Duration = Duration::from_secs(300);
 
 /// Largest request body accepted. Login bodies are well under 4 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -248,6 +256,16 @@ impl Config {
             )),
         };
 
+        let code_replay_window = match get("WXLOGIN_CODE_REPLAY_WINDOW") {
+            None => DEFAULT_CODE_REPLAY_WINDOW,
+            Some(text) => match text.trim().parse::<u64>().map(Duration::from_secs) {
+                Ok(d) if d <= MAX_CODE_REPLAY_WINDOW => d,
+                _ => return Err(format!(
+                    "WXLOGIN_CODE_REPLAY_WINDOW: {text:?} is not a window; use whole seconds from 0 (off) to 300 (default 60)"
+                )),
+            },
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -270,6 +288,7 @@ impl Config {
             },
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            code_replay_window,
             jwt_secret_generated,
         })
     }
@@ -367,6 +386,14 @@ mod tests {
             (&[("WECHAT_TIMEOUT", "soon")], "WECHAT_TIMEOUT"),
             (&[("WECHAT_TIMEOUT", "0s")], "WECHAT_TIMEOUT"),
             (&[("JWT_TTL", "forever")], "JWT_TTL"),
+            (
+                &[("WXLOGIN_CODE_REPLAY_WINDOW", "1h")],
+                "WXLOGIN_CODE_REPLAY_WINDOW",
+            ),
+            (
+                &[("WXLOGIN_CODE_REPLAY_WINDOW", "301")],
+                "WXLOGIN_CODE_REPLAY_WINDOW",
+            ),
             (&[("JWT_SECRET", "short")], "JWT_SECRET"),
             (&[("DATABASE_URL", "postgres://x/y")], "DATABASE_URL"),
             (&[("DATABASE_URL", "sqlite://")], "DATABASE_URL"),

@@ -10,8 +10,8 @@ use crate::wechat::WechatError;
 use serde_json::{json, Value};
 use std::fmt;
 
-/// Why a request failed.
-#[derive(Debug)]
+/// Why a request failed. `Clone` so that requests sharing one login code share its outcome.
+#[derive(Debug, Clone)]
 pub enum Error {
     /// The request is malformed; the text says how, in client-safe words.
     BadRequest(String),
@@ -25,8 +25,10 @@ pub enum Error {
     MethodNotAllowed { allow: &'static str },
     /// Our own bearer token is missing, malformed, forged or expired.
     Unauthorized(&'static str),
-    /// WeChat refused or could not be asked.
+    /// WeChat refused a login code, or could not be asked.
     Wechat(WechatError),
+    /// WeChat refused a phone-number code, or could not be asked.
+    Phone(WechatError),
     /// The database could not be used.
     Store(StoreError),
     /// A bug: a panic in a handler or an invariant that did not hold.
@@ -48,6 +50,17 @@ impl Error {
                     40029 | 40163 => 401,
                     45011 => 429,
                     40226 => 403,
+                    _ => 502,
+                },
+                WechatError::Status(_)
+                | WechatError::BadAnswer(_)
+                | WechatError::Unreachable(_) => 502,
+                WechatError::Timeout => 504,
+            },
+            Error::Phone(e) => match e {
+                WechatError::Rejected { errcode, .. } => match errcode {
+                    40029 | 40163 => 400,
+                    45011 => 429,
                     _ => 502,
                 },
                 WechatError::Status(_)
@@ -91,6 +104,18 @@ impl Error {
                 }
                 WechatError::Timeout => "WeChat did not answer in time; retry shortly".into(),
             },
+            Error::Phone(e) => match e {
+                WechatError::Rejected { errcode, .. } => match errcode {
+                    40029 => "the phone code is invalid: send the code from the getPhoneNumber button's event (e.detail.code), not the one from wx.login()".into(),
+                    40163 => "the phone code was already used; ask the user to tap the button again".into(),
+                    45011 => "WeChat's rate limit was reached; retry in a minute".into(),
+                    other => format!("WeChat refused the phone number request (errcode {other})"),
+                },
+                WechatError::Status(_) | WechatError::BadAnswer(_) | WechatError::Unreachable(_) => {
+                    "WeChat could not be reached or gave an unusable answer; retry shortly".into()
+                }
+                WechatError::Timeout => "WeChat did not answer in time; retry shortly".into(),
+            },
             Error::Store(StoreError::Unavailable(_)) => {
                 "the database is unavailable; retry shortly".into()
             }
@@ -101,7 +126,9 @@ impl Error {
     /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
     pub fn body(&self) -> Value {
         let mut body = json!({ "status": self.status(), "message": self.client_message() });
-        if let Error::Wechat(WechatError::Rejected { errcode, .. }) = self {
+        if let Error::Wechat(WechatError::Rejected { errcode, .. })
+        | Error::Phone(WechatError::Rejected { errcode, .. }) = self
+        {
             body["errcode"] = json!(errcode);
         }
         body
@@ -120,6 +147,7 @@ impl fmt::Display for Error {
             Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow {allow})"),
             Error::Unauthorized(why) => write!(f, "unauthorized: {why}"),
             Error::Wechat(e) => write!(f, "wechat: {e}"),
+            Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),
             Error::Internal(m) => write!(f, "internal: {m}"),
         }

@@ -6,11 +6,14 @@
 //! the worker lives on. Every answer carries an `X-Request-Id`, and every request leaves one access
 //! log line; failures also leave a line with their cause under the same id.
 
+use crate::access_token::AccessTokens;
 use crate::config::Config;
 use crate::error::Error;
-use crate::login::{LoginRequest, LoginService};
+use crate::login::ProfileStatus;
+use crate::login::{BodyFields, LoginRequest, LoginService};
+use crate::phone::PhoneService;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
-use crate::token::TokenIssuer;
+use crate::token::{TokenIssuer, UserClaims};
 use crate::wechat::WechatClient;
 use serde_json::{json, Value};
 use std::fmt;
@@ -47,6 +50,7 @@ impl std::error::Error for StartError {}
 /// Everything a handler needs, shared by all workers.
 struct App {
     login: LoginService,
+    phone: PhoneService,
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
     max_body_bytes: usize,
@@ -86,12 +90,21 @@ impl Server {
             .ok_or_else(|| StartError::Bind("not an IP socket".into()))?;
         let http = Arc::new(http);
         let tokens = Arc::new(TokenIssuer::new(&config.jwt));
+        let wechat = WechatClient::new(config.wechat.clone());
+        // A request waiting on another's upstream call waits at most that call's own bound
+        // (plus a database round trip's worth of margin).
+        let wait_limit = config.wechat.timeout * 2 + StoreOptions::default().timeout;
+        let access_tokens = Arc::new(AccessTokens::new(wechat.clone(), wait_limit));
         let app = Arc::new(App {
             login: LoginService::new(
-                WechatClient::new(config.wechat.clone()),
+                wechat.clone(),
+                config.wechat.appid.clone(),
                 tokens.clone(),
                 store.clone(),
+                config.code_replay_window,
+                wait_limit,
             ),
+            phone: PhoneService::new(wechat, access_tokens, store.clone()),
             tokens,
             store: store.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -196,7 +209,9 @@ fn serve(app: &App, mut request: Request) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let route = route_name(&path);
 
-    let outcome = catch_unwind(AssertUnwindSafe(|| route_request(app, &mut request, &path)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        route_request(app, &mut request, &path, &id)
+    }));
     let (reply, allow) = match outcome {
         Ok(Ok(reply)) => (reply, None),
         Ok(Err(error)) => {
@@ -259,19 +274,22 @@ fn route_name(path: &str) -> &'static str {
     match path {
         "/api/wxuser" => "/api/wxuser",
         "/api/me" => "/api/me",
+        "/api/phone" => "/api/phone",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         _ => "(unmatched)",
     }
 }
 
-fn route_request(app: &App, request: &mut Request, path: &str) -> Result<Reply, Error> {
+fn route_request(app: &App, request: &mut Request, path: &str, id: &str) -> Result<Reply, Error> {
     let method = request.method();
     match (path, method) {
-        ("/api/wxuser", Method::Post) => login(app, request),
+        ("/api/wxuser", Method::Post) => login(app, request, id),
         ("/api/wxuser", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
         ("/api/me", Method::Get) => me(app, request),
         ("/api/me", _) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        ("/api/phone", Method::Post) => phone(app, request),
+        ("/api/phone", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
         ("/healthz", Method::Get | Method::Head) => {
             Ok(Reply::ok(json!({"status": 200, "message": "ok"})))
         }
@@ -285,21 +303,45 @@ fn route_request(app: &App, request: &mut Request, path: &str) -> Result<Reply, 
 }
 
 /// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a bearer token out.
-fn login(app: &App, request: &mut Request) -> Result<Reply, Error> {
-    let kind = body_kind(request)?;
-    let body = read_body(request, app.max_body_bytes)?;
-    let login = match kind {
-        BodyKind::Json => LoginRequest::from_json(&body)?,
-        BodyKind::Form => LoginRequest::from_form(&body)?,
-        BodyKind::Unlabelled if body.is_empty() => LoginRequest::from_form(&body)?,
-        BodyKind::Unlabelled => return Err(Error::UnsupportedMediaType),
-    };
+fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
+    let login = LoginRequest::from_fields(read_fields(app, request)?)?;
     let outcome = app.login.login(&login)?;
+    if let ProfileStatus::Rejected(why) = outcome.profile {
+        log::info!("{id} /api/wxuser profile rejected, stored profile kept: {why}");
+    }
     Ok(Reply::ok(json!({
         "status": 200,
         "token": format!("Bearer {}", outcome.token),
         "messages": "login succeeded",
+        "profile": outcome.profile.to_json(),
     })))
+}
+
+/// `POST /api/phone`: a `getPhoneNumber` button code in, the user's number stored and returned.
+fn phone(app: &App, request: &mut Request) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    let code = PhoneService::code(&mut read_fields(app, request)?)?;
+    let phone = app.phone.bind(&claims.openid, &code)?;
+    Ok(Reply::ok(json!({ "status": 200, "phone": phone })))
+}
+
+/// The body's fields, read according to its `Content-Type`.
+fn read_fields(app: &App, request: &mut Request) -> Result<BodyFields, Error> {
+    let kind = body_kind(request)?;
+    let body = read_body(request, app.max_body_bytes)?;
+    match kind {
+        BodyKind::Json => BodyFields::from_json(&body),
+        BodyKind::Form => Ok(BodyFields::from_form(&body)),
+        BodyKind::Unlabelled if body.is_empty() => Ok(BodyFields::default()),
+        BodyKind::Unlabelled => Err(Error::UnsupportedMediaType),
+    }
+}
+
+/// The user named by the request's bearer token.
+fn authenticate(app: &App, request: &Request) -> Result<UserClaims, Error> {
+    app.tokens
+        .verify_header(header_value(request, "Authorization"))
+        .map_err(|e| Error::Unauthorized(e.client_message()))
 }
 
 /// `GET /api/me`: the stored profile of the token's user.
@@ -322,6 +364,9 @@ fn me(app: &App, request: &Request) -> Result<Reply, Error> {
             "nickName": user.profile.nick_name,
             "avatarUrl": user.profile.avatar_url,
             "gender": user.profile.gender,
+            "phoneNumber": user.phone.as_ref().map(|p| &p.phone_number),
+            "purePhoneNumber": user.phone.as_ref().map(|p| &p.pure_phone_number),
+            "countryCode": user.phone.as_ref().map(|p| &p.country_code),
         }
     })))
 }

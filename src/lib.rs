@@ -5,11 +5,15 @@
 //! a bearer token the mini-program sends on later calls. `main` only reads the configuration and
 //! calls [`Server::start`]; everything else lives in this library so tests run it in-process.
 
+pub mod access_token;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
 pub mod login;
+pub mod opendata;
+pub mod phone;
+pub mod singleflight;
 pub mod store;
 pub mod token;
 pub mod wechat;

@@ -4,11 +4,15 @@
 //! `userInfo` rawData format, limits) is part of the use case, not of HTTP.
 
 use crate::error::Error;
+use crate::opendata::{self, OpenDataError};
+use crate::singleflight::CodeFlights;
 use crate::store::{LoginRecord, Profile, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
-use crate::wechat::WechatClient;
-use serde_json::Value;
+use crate::wechat::{Session, WechatClient};
+use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// WeChat's codes are 32 characters; anything much longer is not a code.
 const MAX_CODE_LEN: usize = 128;
@@ -17,91 +21,135 @@ const MAX_NICKNAME_CHARS: usize = 255;
 /// Avatar URLs are ~130 bytes on WeChat; the column holds 1024.
 const MAX_AVATAR_URL_LEN: usize = 1024;
 
+/// The fields of a form or JSON body. JSON values must be strings, except `userInfo`, which a
+/// JSON client may also send as an object.
+#[derive(Debug, Default)]
+pub struct BodyFields {
+    strings: HashMap<String, String>,
+    /// JSON fields that held something other than a string or null.
+    not_strings: Vec<String>,
+    user_info_object: Option<Value>,
+}
+
+impl BodyFields {
+    /// Reads an `application/x-www-form-urlencoded` body (the first of repeated fields wins).
+    pub fn from_form(body: &[u8]) -> BodyFields {
+        let mut fields = BodyFields::default();
+        for (key, value) in form_urlencoded::parse(body) {
+            fields
+                .strings
+                .entry(key.into_owned())
+                .or_insert_with(|| value.into_owned());
+        }
+        fields
+    }
+
+    /// Reads an `application/json` body, which must be an object.
+    pub fn from_json(body: &[u8]) -> Result<BodyFields, Error> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| Error::BadRequest("the body is not valid JSON".into()))?;
+        let Value::Object(map) = value else {
+            return Err(Error::BadRequest("the body must be a JSON object".into()));
+        };
+        let mut fields = BodyFields::default();
+        for (key, value) in map {
+            match value {
+                Value::Null => {}
+                Value::String(s) => {
+                    fields.strings.insert(key, s);
+                }
+                other if key == "userInfo" => fields.user_info_object = Some(other),
+                _ => fields.not_strings.push(key),
+            }
+        }
+        Ok(fields)
+    }
+
+    /// A string field; empty counts as absent.
+    pub fn take(&mut self, name: &str) -> Result<Option<String>, Error> {
+        if self.not_strings.iter().any(|n| n == name) {
+            return Err(Error::BadRequest(format!("{name} must be a string")));
+        }
+        Ok(self.strings.remove(name).filter(|v| !v.trim().is_empty()))
+    }
+
+    /// The required `code` field, validated; `what` says where the code comes from.
+    pub fn code(&mut self, what: &str) -> Result<String, Error> {
+        let code = self
+            .take("code")?
+            .map(|c| c.trim().to_string())
+            .ok_or_else(|| {
+                Error::BadRequest(format!("code is missing: send the code from {what}"))
+            })?;
+        if code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::BadRequest(format!(
+                "code is malformed: send the code from {what} unchanged"
+            )));
+        }
+        Ok(code)
+    }
+}
+
 /// A parsed, validated login request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRequest {
     pub code: String,
     /// From `userInfo`; `None` when the client sent none, which keeps the stored profile.
     pub profile: Option<Profile>,
+    /// `userInfo` exactly as sent (WeChat's rawData), which the signature covers.
+    pub raw_data: Option<String>,
+    pub signature: Option<String>,
+    pub encrypted_data: Option<String>,
+    pub iv: Option<String>,
 }
 
 impl LoginRequest {
     /// Reads an `application/x-www-form-urlencoded` body, as the original mini-program sends it.
     pub fn from_form(body: &[u8]) -> Result<LoginRequest, Error> {
-        let mut code = None;
-        let mut user_info = None;
-        for (key, value) in form_urlencoded::parse(body) {
-            match key.as_ref() {
-                "code" => code = Some(value.into_owned()),
-                "userInfo" => user_info = Some(value.into_owned()),
-                _ => {}
-            }
-        }
-        LoginRequest::build(code, user_info.as_deref().map(RawUserInfo::Text))
+        LoginRequest::from_fields(BodyFields::from_form(body))
     }
 
-    /// Reads an `application/json` body: `{"code": …, "userInfo": "<rawData>" | {…}}`.
+    /// Reads an `application/json` body: `{"code": …, "userInfo": "<rawData>" | {…}, …}`.
     pub fn from_json(body: &[u8]) -> Result<LoginRequest, Error> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| Error::BadRequest("the body is not valid JSON".into()))?;
-        let Value::Object(fields) = value else {
-            return Err(Error::BadRequest("the body must be a JSON object".into()));
-        };
-        let code = match fields.get("code") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(Error::BadRequest("code must be a string".into())),
-        };
-        let user_info = match fields.get("userInfo") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(RawUserInfo::Text(s)),
-            Some(v) => Some(RawUserInfo::Json(v)),
-        };
-        LoginRequest::build(code, user_info)
+        LoginRequest::from_fields(BodyFields::from_json(body)?)
     }
 
-    fn build(code: Option<String>, user_info: Option<RawUserInfo>) -> Result<LoginRequest, Error> {
-        let code = code.map(|c| c.trim().to_string()).unwrap_or_default();
-        if code.is_empty() {
-            return Err(Error::BadRequest(
-                "code is missing: send the code from wx.login()".into(),
-            ));
-        }
-        if code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::BadRequest(
-                "code is malformed: send the code from wx.login() unchanged".into(),
-            ));
-        }
-        let profile = match user_info {
-            Some(raw) => parse_user_info(raw)?,
-            None => None,
+    /// Reads the login fields of a parsed body.
+    pub fn from_fields(mut fields: BodyFields) -> Result<LoginRequest, Error> {
+        let code = fields.code("wx.login()")?;
+        let raw_data = fields.take("userInfo")?;
+        let profile = match (&raw_data, &fields.user_info_object) {
+            (Some(text), _) => Some(parse_user_info_text(text)?),
+            (None, Some(object)) => Some(profile_from_json(object)?),
+            (None, None) => None,
         };
-        Ok(LoginRequest { code, profile })
+        Ok(LoginRequest {
+            code,
+            profile,
+            raw_data,
+            signature: fields.take("signature")?,
+            encrypted_data: fields.take("encryptedData")?,
+            iv: fields.take("iv")?,
+        })
+    }
+
+    /// Whether the client sent anything that proves the profile (signature or encrypted data).
+    fn has_verification_material(&self) -> bool {
+        self.signature.is_some() || self.encrypted_data.is_some() || self.iv.is_some()
     }
 }
 
-/// `userInfo` as it arrived: the rawData string (form, or JSON string) or an inline JSON value.
-enum RawUserInfo<'a> {
-    Text(&'a str),
-    Json(&'a Value),
+/// Parses WeChat's rawData string; anything that is not a JSON object is a broken client and a
+/// 400, never a crash.
+fn parse_user_info_text(text: &str) -> Result<Profile, Error> {
+    let value = serde_json::from_str::<Value>(text).map_err(|_| {
+        Error::BadRequest("userInfo is not JSON: send the rawData string from WeChat".into())
+    })?;
+    profile_from_json(&value)
 }
 
-/// Parses WeChat's rawData (`{"nickName":…,"avatarUrl":…,"gender":…}`). Empty means absent;
-/// anything that is not a JSON object is a broken client and a 400, never a crash.
-fn parse_user_info(raw: RawUserInfo<'_>) -> Result<Option<Profile>, Error> {
-    let parsed;
-    let value = match raw {
-        RawUserInfo::Text(text) if text.trim().is_empty() => return Ok(None),
-        RawUserInfo::Text(text) => {
-            parsed = serde_json::from_str::<Value>(text).map_err(|_| {
-                Error::BadRequest(
-                    "userInfo is not JSON: send the rawData string from WeChat".into(),
-                )
-            })?;
-            &parsed
-        }
-        RawUserInfo::Json(value) => value,
-    };
+/// Reads `{"nickName":…,"avatarUrl":…,"gender":…}`, checking each field's type and size.
+fn profile_from_json(value: &Value) -> Result<Profile, Error> {
     let Value::Object(fields) = value else {
         return Err(Error::BadRequest(
             "userInfo must be a JSON object such as {\"nickName\":\"…\",\"avatarUrl\":\"…\",\"gender\":0}".into(),
@@ -132,11 +180,84 @@ fn parse_user_info(raw: RawUserInfo<'_>) -> Result<Option<Profile>, Error> {
             }
         },
     };
-    Ok(Some(Profile {
+    Ok(Profile {
         nick_name,
         avatar_url,
         gender,
-    }))
+    })
+}
+
+/// What happened to the profile a login carried; every 200 says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileStatus {
+    /// Signature and/or encrypted data verified with the user's session_key; profile applied.
+    Verified,
+    /// Only rawData was sent; applied as is, as the original tutorial did.
+    Unverified,
+    /// Material was sent but did not verify; the stored profile was kept.
+    Rejected(OpenDataError),
+    /// No profile was sent; the stored profile was kept.
+    Absent,
+}
+
+impl ProfileStatus {
+    /// `{"status":"verified"|…,"reason":…}` for the login answer.
+    pub fn to_json(self) -> Value {
+        match self {
+            ProfileStatus::Verified => json!({"status": "verified"}),
+            ProfileStatus::Unverified => json!({"status": "unverified"}),
+            ProfileStatus::Absent => json!({"status": "absent"}),
+            ProfileStatus::Rejected(why) => json!({"status": "rejected", "reason": why.reason()}),
+        }
+    }
+}
+
+/// Checks the request's material against one session_key; the verified profile and, from
+/// encrypted data, the unionid.
+fn verify_material(
+    request: &LoginRequest,
+    session_key: &str,
+    appid: &str,
+    openid: &str,
+) -> Result<(Profile, Option<String>), OpenDataError> {
+    if request.encrypted_data.is_some() != request.iv.is_some()
+        || (request.signature.is_some() && request.raw_data.is_none())
+    {
+        return Err(OpenDataError::IncompleteMaterial);
+    }
+    if let (Some(signature), Some(raw_data)) = (&request.signature, &request.raw_data) {
+        if !opendata::signature_matches(raw_data, session_key, signature) {
+            return Err(OpenDataError::SignatureMismatch);
+        }
+    }
+    let mut profile = request.profile.clone().unwrap_or_default();
+    let mut unionid = None;
+    if let (Some(data), Some(iv)) = (&request.encrypted_data, &request.iv) {
+        let fields = opendata::decrypt(data, iv, session_key, appid)?;
+        if fields
+            .get("openId")
+            .and_then(Value::as_str)
+            .is_some_and(|o| o != openid)
+        {
+            return Err(OpenDataError::OtherUser);
+        }
+        // The decrypted profile wins over rawData.
+        profile = profile_from_json(&Value::Object(fields.clone()))
+            .map_err(|_| OpenDataError::NotJson)?;
+        unionid = fields
+            .get("unionId")
+            .and_then(Value::as_str)
+            .map(String::from);
+    }
+    Ok((profile, unionid))
+}
+
+/// What one upstream exchange produced, shared by every request that carried the same code.
+#[derive(Debug, Clone)]
+struct SharedLogin {
+    openid: String,
+    unionid: Option<String>,
+    profile: ProfileStatus,
 }
 
 /// What a successful login produced.
@@ -145,45 +266,105 @@ pub struct LoginOutcome {
     pub openid: String,
     /// The signed JWT, without the `Bearer ` prefix.
     pub token: String,
+    pub profile: ProfileStatus,
 }
 
-/// Runs logins: upstream exchange, row write, token.
+/// Runs logins: upstream exchange, profile verification, row write, token.
 pub struct LoginService {
     wechat: WechatClient,
+    appid: String,
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
+    flights: CodeFlights<SharedLogin>,
 }
 
 impl LoginService {
+    /// `replay_window` is how long a code's successful outcome is remembered (zero: not at all);
+    /// `wait_limit` bounds how long a duplicate request waits for the first one.
     pub fn new(
         wechat: WechatClient,
+        appid: String,
         tokens: Arc<TokenIssuer>,
         store: Arc<dyn UserStore>,
+        replay_window: Duration,
+        wait_limit: Duration,
     ) -> LoginService {
         LoginService {
             wechat,
+            appid,
             tokens,
             store,
+            flights: CodeFlights::new(replay_window, wait_limit),
         }
     }
 
-    /// Exchanges the code, writes the row, and only then signs the token: a client is never told
-    /// it is logged in unless its row is committed.
+    /// Logs in. Concurrent requests with one code share one upstream call, and a retry within
+    /// the replay window reuses its outcome, so an honest double tap never sees "code been used".
+    /// Each request still gets its own freshly signed token.
     pub fn login(&self, request: &LoginRequest) -> Result<LoginOutcome, Error> {
-        let session = self.wechat.code2session(&request.code)?;
-        self.store.upsert_login(&LoginRecord {
-            openid: &session.openid,
-            unionid: session.unionid.as_deref(),
-            profile: request.profile.as_ref(),
-        })?;
+        let shared = self
+            .flights
+            .run(&request.code, || self.exchange_and_store(request))?;
         let token = self.tokens.issue(UserClaims {
-            openid: session.openid.clone(),
-            unionid: session.unionid,
+            openid: shared.openid.clone(),
+            unionid: shared.unionid,
         });
         Ok(LoginOutcome {
-            openid: session.openid,
+            openid: shared.openid,
             token,
+            profile: shared.profile,
         })
+    }
+
+    /// Exchanges the code, judges the profile, and writes the row; the caller signs a token only
+    /// after this returns, so a client is never told it is logged in unless its row is committed.
+    fn exchange_and_store(&self, request: &LoginRequest) -> Result<SharedLogin, Error> {
+        let session = self.wechat.code2session(&request.code)?;
+        let (status, profile, decrypted_unionid) = self.judge_profile(request, &session)?;
+        let unionid = session.unionid.clone().or(decrypted_unionid);
+        self.store.upsert_login(&LoginRecord {
+            openid: &session.openid,
+            unionid: unionid.as_deref(),
+            profile: profile.as_ref(),
+            session_key: &session.session_key,
+        })?;
+        Ok(SharedLogin {
+            openid: session.openid,
+            unionid,
+            profile: status,
+        })
+    }
+
+    /// Applies the rules: material that verifies (with this login's session_key, or the user's
+    /// previous one, which clients that call wx.login() after fetching the profile used) applies
+    /// the profile; material that fails keeps the stored profile; bare rawData applies unverified.
+    #[allow(clippy::type_complexity)]
+    fn judge_profile(
+        &self,
+        request: &LoginRequest,
+        session: &Session,
+    ) -> Result<(ProfileStatus, Option<Profile>, Option<String>), Error> {
+        if !request.has_verification_material() {
+            return Ok(match &request.profile {
+                Some(profile) => (ProfileStatus::Unverified, Some(profile.clone()), None),
+                None => (ProfileStatus::Absent, None, None),
+            });
+        }
+        let key = session.session_key.expose();
+        let first = match verify_material(request, key, &self.appid, &session.openid) {
+            Ok((profile, unionid)) => return Ok((ProfileStatus::Verified, Some(profile), unionid)),
+            Err(e) => e,
+        };
+        if first != OpenDataError::IncompleteMaterial {
+            if let Some(previous) = self.store.find_session_key(&session.openid)? {
+                if let Ok((profile, unionid)) =
+                    verify_material(request, previous.expose(), &self.appid, &session.openid)
+                {
+                    return Ok((ProfileStatus::Verified, Some(profile), unionid));
+                }
+            }
+        }
+        Ok((ProfileStatus::Rejected(first), None, None))
     }
 }
 

@@ -6,9 +6,12 @@
 //! error into a message: causes are reduced to their kind before they leave this module.
 
 use crate::config::{Secret, WechatConfig};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
 use std::io::ErrorKind;
+use std::time::Duration;
 
 /// Upstream answers are a few hundred bytes; anything near this is not WeChat.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
@@ -51,15 +54,13 @@ impl fmt::Display for WechatError {
     }
 }
 
-/// jscode2session's answer, every field optional because an error body has none of the success
-/// fields and a success may omit `errcode`.
+/// jscode2session's answer, every field optional because a success may omit fields we need and
+/// a missing one must be a 502, not a parse panic.
 #[derive(Deserialize)]
 struct Code2SessionAnswer {
     openid: Option<String>,
     session_key: Option<String>,
     unionid: Option<String>,
-    errcode: Option<i64>,
-    errmsg: Option<String>,
 }
 
 /// A shared, pooled, time-bounded client. Cheap to clone.
@@ -86,40 +87,15 @@ impl WechatClient {
     /// Exchanges a `wx.login()` code for the user's openid and session_key.
     pub fn code2session(&self, code: &str) -> Result<Session, WechatError> {
         let url = format!("{}/sns/jscode2session", self.config.api_base);
-        let mut response = self
+        let response = self
             .agent
             .get(&url)
             .query("appid", &self.config.appid)
             .query("secret", self.config.secret.expose())
             .query("js_code", code)
             .query("grant_type", "authorization_code")
-            .call()
-            .map_err(classify_transport_error)?;
-
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(WechatError::Status(status));
-        }
-        let answer: Code2SessionAnswer = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_json()
-            .map_err(|e| match e {
-                ureq::Error::Timeout(_) => WechatError::Timeout,
-                ureq::Error::Json(_) => WechatError::BadAnswer("not JSON".into()),
-                ureq::Error::BodyExceedsLimit(_) => {
-                    WechatError::BadAnswer(format!("over {MAX_ANSWER_BYTES} bytes"))
-                }
-                other => classify_transport_error(other),
-            })?;
-
-        if let Some(errcode) = answer.errcode.filter(|&c| c != 0) {
-            return Err(WechatError::Rejected {
-                errcode,
-                errmsg: answer.errmsg.unwrap_or_default(),
-            });
-        }
+            .call();
+        let answer: Code2SessionAnswer = read_answer(response)?;
         match (answer.openid, answer.session_key) {
             (Some(openid), Some(session_key)) if !openid.is_empty() && !session_key.is_empty() => {
                 Ok(Session {
@@ -133,6 +109,123 @@ impl WechatClient {
             )),
         }
     }
+
+    /// Fetches an access_token from `/cgi-bin/stable_token` in normal mode, which hands every
+    /// caller the same valid token instead of invalidating the previous one (as `/cgi-bin/token`
+    /// does), so several wxlogin processes can each fetch it.
+    pub fn stable_token(&self) -> Result<AccessToken, WechatError> {
+        let url = format!("{}/cgi-bin/stable_token", self.config.api_base);
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": self.config.appid,
+            "secret": self.config.secret.expose(),
+            "force_refresh": false,
+        });
+        let answer: StableTokenAnswer = read_answer(self.agent.post(&url).send_json(&body))?;
+        match (answer.access_token, answer.expires_in) {
+            (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
+                Ok(AccessToken {
+                    value: Secret::new(token),
+                    expires_in: Duration::from_secs(expires_in),
+                })
+            }
+            _ => Err(WechatError::BadAnswer(
+                "no errcode but no access_token/expires_in either".into(),
+            )),
+        }
+    }
+
+    /// Exchanges a `getPhoneNumber` button code for the user's phone number.
+    pub fn phone_number(
+        &self,
+        access_token: &Secret,
+        code: &str,
+        openid: &str,
+    ) -> Result<PhoneNumber, WechatError> {
+        let url = format!("{}/wxa/business/getuserphonenumber", self.config.api_base);
+        let body = serde_json::json!({ "code": code, "openid": openid });
+        let answer: PhoneAnswer = read_answer(
+            self.agent
+                .post(&url)
+                .query("access_token", access_token.expose())
+                .send_json(&body),
+        )?;
+        answer
+            .phone_info
+            .filter(|p| !p.phone_number.is_empty())
+            .ok_or_else(|| WechatError::BadAnswer("no errcode but no phone_info either".into()))
+    }
+}
+
+/// An access_token and how long WeChat says it lives.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub value: Secret,
+    pub expires_in: Duration,
+}
+
+/// A user's phone number as WeChat returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PhoneNumber {
+    /// With the country code for numbers outside mainland China, e.g. `+1 2025550123`.
+    #[serde(rename = "phoneNumber")]
+    pub phone_number: String,
+    /// Without the country code.
+    #[serde(rename = "purePhoneNumber", default)]
+    pub pure_phone_number: String,
+    #[serde(rename = "countryCode", default)]
+    pub country_code: String,
+}
+
+#[derive(Deserialize)]
+struct StableTokenAnswer {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PhoneAnswer {
+    phone_info: Option<PhoneNumber>,
+}
+
+/// Reads a WeChat answer: transport and status checked, body parsed as JSON, a non-zero
+/// `errcode` turned into [`WechatError::Rejected`], and only then the fields of `T`.
+fn read_answer<T: DeserializeOwned>(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<T, WechatError> {
+    let mut response = response.map_err(classify_transport_error)?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(WechatError::Status(status));
+    }
+    let body: Value = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_json()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => WechatError::Timeout,
+            ureq::Error::Json(_) => WechatError::BadAnswer("not JSON".into()),
+            ureq::Error::BodyExceedsLimit(_) => {
+                WechatError::BadAnswer(format!("over {MAX_ANSWER_BYTES} bytes"))
+            }
+            other => classify_transport_error(other),
+        })?;
+    if let Some(errcode) = body
+        .get("errcode")
+        .and_then(Value::as_i64)
+        .filter(|&c| c != 0)
+    {
+        return Err(WechatError::Rejected {
+            errcode,
+            errmsg: body
+                .get("errmsg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    serde_json::from_value(body).map_err(|_| WechatError::BadAnswer("unexpected fields".into()))
 }
 
 /// Reduces a ureq error to its kind. ureq's own messages may quote the request URL, and ours

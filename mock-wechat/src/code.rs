@@ -55,7 +55,8 @@ pub(crate) fn is_usable_user(user: &str) -> bool {
     is_valid_user(user) && !RESERVED_USERS.contains(&user)
 }
 
-fn is_valid_user(user: &str) -> bool {
+/// 1–32 of `[A-Za-z0-9_]`, reserved or not.
+pub(crate) fn is_valid_user(user: &str) -> bool {
     (1..=MAX_USER_LEN).contains(&user.len())
         && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

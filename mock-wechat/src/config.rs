@@ -21,6 +21,12 @@ const MAX_LATENCY_MS: u64 = 60_000;
 /// Most worker threads `MOCK_WECHAT_THREADS` accepts.
 const MAX_THREADS: usize = 1024;
 
+/// Longest access-token lifetime `MOCK_WECHAT_TOKEN_TTL_SECS` accepts: a day.
+const MAX_TOKEN_TTL_SECS: u64 = 86_400;
+
+/// The lifetime of WeChat's access tokens.
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7200);
+
 /// Everything a [`MockWechat`](crate::MockWechat) needs to start.
 ///
 /// Build it with struct update syntax over [`MockConfig::default`] so that new fields do not
@@ -39,12 +45,16 @@ pub struct MockConfig {
     /// When true, a successful jscode2session also returns a `unionid`, stable per user, as
     /// WeChat does for apps bound to an open-platform account. Default false.
     pub unionid: bool,
-    /// Added to every jscode2session answer, to make the upstream as slow as a real one.
-    /// Default 0.
+    /// Added to every answer of WeChat's API (jscode2session, stable_token,
+    /// getuserphonenumber; not the `/mock/` endpoints), to make the upstream as slow as a
+    /// real one. Default 0.
     pub latency: Duration,
     /// Worker threads answering requests. Every `slow.<ms>` code and every request waiting
     /// out `latency` holds one, so this bounds how many of those run at once. Default 64.
     pub threads: usize,
+    /// Lifetime of the access tokens `/cgi-bin/stable_token` mints; `expires_in` counts it
+    /// down. Default 7200 s, as WeChat's.
+    pub token_ttl: Duration,
 }
 
 impl Default for MockConfig {
@@ -56,6 +66,7 @@ impl Default for MockConfig {
             unionid: false,
             latency: Duration::ZERO,
             threads: 64,
+            token_ttl: DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -75,6 +86,7 @@ impl fmt::Debug for MockConfig {
             .field("unionid", &self.unionid)
             .field("latency", &self.latency)
             .field("threads", &self.threads)
+            .field("token_ttl", &self.token_ttl)
             .finish()
     }
 }
@@ -82,8 +94,8 @@ impl fmt::Debug for MockConfig {
 impl MockConfig {
     /// Reads the configuration from the environment, starting from the defaults:
     /// `MOCK_WECHAT_BIND`, `MOCK_WECHAT_APPID`, `MOCK_WECHAT_SECRET`,
-    /// `MOCK_WECHAT_UNIONID` (`1`/`0`/`true`/`false`), `MOCK_WECHAT_LATENCY_MS` (0–60000)
-    /// and `MOCK_WECHAT_THREADS` (1–1024).
+    /// `MOCK_WECHAT_UNIONID` (`1`/`0`/`true`/`false`), `MOCK_WECHAT_LATENCY_MS` (0–60000),
+    /// `MOCK_WECHAT_THREADS` (1–1024) and `MOCK_WECHAT_TOKEN_TTL_SECS` (1–86400).
     ///
     /// A variable that is unset or empty keeps its default; surrounding spaces are ignored.
     /// A bad value is an error naming the variable and saying how to fix it, so that a
@@ -116,6 +128,16 @@ impl MockConfig {
             let n = parse_number("MOCK_WECHAT_THREADS", &threads, 1, MAX_THREADS as u64, "64")?;
             // At most MAX_THREADS, so it fits any usize.
             config.threads = n as usize;
+        }
+        if let Some(ttl) = read(&var, "MOCK_WECHAT_TOKEN_TTL_SECS")? {
+            let secs = parse_number(
+                "MOCK_WECHAT_TOKEN_TTL_SECS",
+                &ttl,
+                1,
+                MAX_TOKEN_TTL_SECS,
+                "7200",
+            )?;
+            config.token_ttl = Duration::from_secs(secs);
         }
         Ok(config)
     }
@@ -184,6 +206,7 @@ mod tests {
     #[test]
     fn from_env_keeps_defaults_when_nothing_is_set() {
         assert_eq!(from_vars(&[]), Ok(MockConfig::default()));
+        assert_eq!(MockConfig::default().token_ttl, Duration::from_secs(7200));
     }
 
     #[test]
@@ -201,6 +224,7 @@ mod tests {
             ("MOCK_WECHAT_UNIONID", "TRUE"),
             ("MOCK_WECHAT_LATENCY_MS", "250"),
             ("MOCK_WECHAT_THREADS", "8"),
+            ("MOCK_WECHAT_TOKEN_TTL_SECS", "60"),
         ])
         .unwrap();
         assert_eq!(
@@ -212,6 +236,7 @@ mod tests {
                 unionid: true,
                 latency: Duration::from_millis(250),
                 threads: 8,
+                token_ttl: Duration::from_secs(60),
             }
         );
         assert!(!from_vars(&[("MOCK_WECHAT_UNIONID", "0")]).unwrap().unionid);
@@ -226,6 +251,8 @@ mod tests {
             ("MOCK_WECHAT_LATENCY_MS", "60001", "from 0 to 60000"),
             ("MOCK_WECHAT_THREADS", "0", "from 1 to 1024"),
             ("MOCK_WECHAT_THREADS", "many", "from 1 to 1024"),
+            ("MOCK_WECHAT_TOKEN_TTL_SECS", "0", "from 1 to 86400"),
+            ("MOCK_WECHAT_TOKEN_TTL_SECS", "2h", "from 1 to 86400"),
         ];
         for (name, value, fix) in cases {
             let err = from_vars(&[(name, value)]).unwrap_err();

@@ -1,5 +1,6 @@
 //! The identities mock-wechat hands out: openids and unionids derived from the user name (so
-//! they are stable across codes and restarts), and fresh session keys and code nonces.
+//! they are stable across codes and restarts), and fresh session keys, IVs, access tokens and
+//! code nonces.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,13 @@ fn derive(prefix: char, input: &str) -> String {
     id
 }
 
-/// Fresh unpredictable bytes for session keys and code nonces.
+/// A session key as WeChat sends it and as it enters the rawData signature: standard base64
+/// of the 16 bytes (24 characters).
+pub(crate) fn session_key_text(key: &[u8; 16]) -> String {
+    STANDARD.encode(key)
+}
+
+/// Fresh unpredictable bytes for session keys, IVs, access tokens and code nonces.
 ///
 /// The operating system's randomness is read once, at start, into a seed; each draw is then
 /// sha1(seed, counter). So a draw cannot fail in the middle of a request, never repeats
@@ -61,9 +68,22 @@ impl Nonces {
             .into()
     }
 
-    /// A session key as WeChat sends it: 16 bytes in standard base64 (24 characters).
-    pub(crate) fn session_key(&self) -> String {
-        STANDARD.encode(&self.draw()[..16])
+    /// 16 fresh bytes: a session key (WeChat sends it in standard base64, 24 characters;
+    /// see [`session_key_text`]) or an AES initialisation vector.
+    pub(crate) fn block(&self) -> [u8; 16] {
+        let mut block = [0; 16];
+        block.copy_from_slice(&self.draw()[..16]);
+        block
+    }
+
+    /// A fresh access token: 64 characters of `A-Z a-z 0-9 _ -` (URL-safe base64 of 48
+    /// bytes), the alphabet of real ones.
+    pub(crate) fn access_token(&self) -> String {
+        let mut bytes = Vec::with_capacity(60);
+        for _ in 0..3 {
+            bytes.extend_from_slice(&self.draw());
+        }
+        URL_SAFE_NO_PAD.encode(&bytes[..48])
     }
 
     /// The nonce of a minted code: 12 lowercase hex digits.
@@ -103,9 +123,16 @@ mod tests {
     #[test]
     fn nonces_are_fresh_and_well_formed() {
         let nonces = Nonces::from_os().unwrap();
-        let key = nonces.session_key();
+        let key = session_key_text(&nonces.block());
+        assert_eq!(key.len(), 24);
         assert_eq!(STANDARD.decode(&key).unwrap().len(), 16);
-        assert_ne!(key, nonces.session_key());
+        assert_ne!(nonces.block(), nonces.block());
+        let token = nonces.access_token();
+        assert_eq!(token.len(), 64);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        assert_ne!(token, nonces.access_token());
         let nonce = nonces.code_nonce();
         assert_eq!(nonce.len(), 12);
         assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));

@@ -5,6 +5,17 @@
 //! body), with a `js_code` format a person can type (`<user>.<nonce>`), and with special codes
 //! that make it fail on purpose (`fail.<errcode>`, `http.<status>`, `garbage.<x>`,
 //! `slow.<ms>`). `GET /mock/code?user=NAME` plays the part of `wx.login()`.
+//!
+//! It also plays WeChat's part in three more flows:
+//! - open data (the profile): [`MockWechat::open_data`] (or `GET /mock/userinfo`) gives what
+//!   the WeChat client hands the mini-program (`rawData`, `signature`, `encryptedData`, `iv`),
+//!   signed and encrypted with the user's latest session key exactly as WeChat does, or with
+//!   the key before it ([`MockWechat::stale_open_data`]);
+//! - the access token: `POST /cgi-bin/stable_token` (normal mode and `force_refresh`), with
+//!   [`MockWechat::expire_access_tokens`] to make every token so far expire;
+//! - the phone number: [`MockWechat::new_phone_code`] (or `GET /mock/phone_code`) plays the
+//!   `getPhoneNumber` button, `POST /wxa/business/getuserphonenumber` trades the code.
+//!
 //! See `README.md` beside this crate for the full description.
 //!
 //! Tests start it in-process on port 0:
@@ -27,9 +38,13 @@ mod code;
 mod config;
 mod handler;
 mod identity;
+mod opendata;
+mod phone;
 mod server;
+mod token;
 
 pub use config::{MockConfig, DEFAULT_APPID, DEFAULT_SECRET};
+pub use opendata::{MockProfile, OpenData};
 pub use server::MockWechat;
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use crate::config::MockConfig;
 use crate::handler::{self, State};
 use crate::identity::{self, Nonces};
+use crate::opendata::{MockProfile, OpenData};
+use crate::phone;
 
 /// How long `stop` waits for tiny_http's accept thread to close the listening socket.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -97,6 +99,67 @@ impl MockWechat {
     /// How many requests to `/sns/jscode2session` it has answered, whatever the outcome.
     pub fn jscode2session_calls(&self) -> u64 {
         self.state.jscode2session_calls()
+    }
+
+    /// The open data the WeChat client would hand `user`'s mini-program with `profile`:
+    /// `rawData`, its `signature` and `encryptedData`, made with the session key of `user`'s
+    /// latest successful jscode2session, as WeChat does. The same as
+    /// `GET /mock/userinfo?user=USER&…`.
+    ///
+    /// `None` if `user` never logged in (or the mock forgot: it remembers 100,000 users).
+    pub fn open_data(&self, user: &str, profile: &MockProfile) -> Option<OpenData> {
+        self.state.open_data(user, profile, false)
+    }
+
+    /// Like [`MockWechat::open_data`] but made with the session key before the latest, as a
+    /// client hands over when `wx.login` renewed the key after the profile was fetched: a
+    /// server holding the latest key must reject it. `None` if `user` logged in fewer than
+    /// two times. The same as `GET /mock/userinfo?user=USER&…&stale=1`.
+    pub fn stale_open_data(&self, user: &str, profile: &MockProfile) -> Option<OpenData> {
+        self.state.open_data(user, profile, true)
+    }
+
+    /// A fresh, never-used phone code for `phone` (digits, country code 86), the same as
+    /// `GET /mock/phone_code?user=USER&phone=PHONE`: `phone.<user>.<phone>.86.<nonce>`.
+    /// `/wxa/business/getuserphonenumber` trades it, once, for that number.
+    ///
+    /// `user` must be 1–32 of `[A-Za-z0-9_]` and `phone` 1–20 digits. Otherwise this does
+    /// not panic: it logs a warning and returns a code that getuserphonenumber rejects with
+    /// 40029 (invalid code).
+    pub fn new_phone_code(&self, user: &str, phone: &str) -> String {
+        self.state
+            .mint_phone_code(user, phone, phone::CHINA)
+            .unwrap_or_else(|| {
+                log::warn!(
+                    "new_phone_code: {user:?} or the phone number is not usable; \
+                     the code will get 40029"
+                );
+                format!("invalid-phone.{}", self.state.code_nonce())
+            })
+    }
+
+    /// Makes every access token issued so far expired: the next API call with one of them
+    /// gets 42001 (access_token expired), and the next `/cgi-bin/stable_token` mints a new
+    /// one. The same as `POST /mock/expire_tokens`.
+    pub fn expire_access_tokens(&self) {
+        self.state.expire_access_tokens();
+    }
+
+    /// How many requests to `/cgi-bin/stable_token` it has answered, whatever the outcome.
+    pub fn stable_token_calls(&self) -> u64 {
+        self.state.stable_token_calls()
+    }
+
+    /// How many access tokens `/cgi-bin/stable_token` has minted (a call that returned the
+    /// current token mints none).
+    pub fn tokens_minted(&self) -> u64 {
+        self.state.tokens_minted()
+    }
+
+    /// How many requests to `/wxa/business/getuserphonenumber` it has answered, whatever
+    /// the outcome.
+    pub fn phone_calls(&self) -> u64 {
+        self.state.phone_calls()
     }
 
     /// Stops the server: requests in flight are answered (those still sleeping get 503),

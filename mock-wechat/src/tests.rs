@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::{MockConfig, MockWechat, DEFAULT_APPID, DEFAULT_SECRET};
 
+mod open_data;
+mod phone;
+mod stable_token;
+
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
@@ -36,13 +40,19 @@ impl Answer {
 }
 
 fn request(addr: SocketAddr, method: &str, target: &str) -> Answer {
+    request_with_body(addr, method, target, "")
+}
+
+fn request_with_body(addr: SocketAddr, method: &str, target: &str, body: &str) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let length = body.len();
     write!(
         stream,
-        "{method} {target} HTTP/1.1\r\nHost: mock\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: mock\r\nConnection: close\r\n\
+         Content-Length: {length}\r\n\r\n{body}"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -66,6 +76,10 @@ fn request(addr: SocketAddr, method: &str, target: &str) -> Answer {
 
 fn get(mock: &MockWechat, target: &str) -> Answer {
     request(mock.addr(), "GET", target)
+}
+
+fn post(mock: &MockWechat, target: &str, body: &str) -> Answer {
+    request_with_body(mock.addr(), "POST", target, body)
 }
 
 fn start(config: MockConfig) -> MockWechat {
@@ -369,7 +383,10 @@ fn mock_stats_counts_every_jscode2session_answer() {
     assert_eq!(mock.jscode2session_calls(), 5);
     let stats = get(&mock, "/mock/stats");
     assert_eq!(stats.header("Content-Type"), Some("application/json"));
-    assert_eq!(stats.body, r#"{"jscode2session":5}"#);
+    assert_eq!(
+        stats.body,
+        r#"{"jscode2session":5,"stable_token":0,"tokens_minted":0,"getuserphonenumber":0}"#
+    );
 }
 
 #[test]
@@ -391,12 +408,24 @@ fn unknown_paths_answer_404_and_wrong_methods_405() {
     for path in [
         "/sns/jscode2session",
         "/mock/code",
+        "/mock/phone_code",
+        "/mock/userinfo",
         "/mock/stats",
         "/healthz",
     ] {
         let answer = request(mock.addr(), "POST", path);
         assert_eq!(answer.status, 405, "{path}");
         assert_eq!(answer.header("Allow"), Some("GET"));
+        assert_eq!(answer.errcode(), -1);
+    }
+    for path in [
+        "/cgi-bin/stable_token",
+        "/wxa/business/getuserphonenumber",
+        "/mock/expire_tokens",
+    ] {
+        let answer = request(mock.addr(), "GET", path);
+        assert_eq!(answer.status, 405, "{path}");
+        assert_eq!(answer.header("Allow"), Some("POST"));
         assert_eq!(answer.errcode(), -1);
     }
     let head = request(mock.addr(), "HEAD", "/healthz");
@@ -420,6 +449,12 @@ fn garbage_requests_do_not_stop_the_mock() {
         "GET /sns/jscode2session?js_code=%ZZ%&appid=%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "GET \u{7f}\u{1} HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+        "POST /cgi-bin/stable_token HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n\r\n",
+        "POST /cgi-bin/stable_token HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\n\u{0}\u{ff}\"{",
+        "POST /wxa/business/getuserphonenumber?access_token=%ZZ%FF HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        "POST /wxa/business/getuserphonenumber?access_token HTTP/1.1\r\nContent-Length: x\r\nConnection: close\r\n\r\n",
+        "GET /mock/userinfo?user=%00&gender=-&nickName=%ZZ HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /mock/phone_code?user&phone&country HTTP/1.1\r\nConnection: close\r\n\r\n",
     ] {
         let mut stream = TcpStream::connect(mock.addr()).unwrap();
         stream

@@ -1,1 +1,2 @@
-SELECT user_id, unionid, nickName, avatar, gender FROM wxuser WHERE user_id = ?
+SELECT user_id, unionid, nickName, avatar, gender, phoneNumber, purePhoneNumber, countryCode
+FROM wxuser WHERE user_id = ?

@@ -7,7 +7,8 @@
 mod mysql;
 mod sqlite;
 
-use crate::config::DatabaseUrl;
+use crate::config::{DatabaseUrl, Secret};
+use crate::wechat::PhoneNumber;
 use std::fmt;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct LoginRecord<'a> {
     pub unionid: Option<&'a str>,
     /// `None` keeps the stored profile as it is.
     pub profile: Option<&'a Profile>,
+    /// The session_key of this login, kept so later calls can verify and decrypt the user's data.
+    pub session_key: &'a Secret,
 }
 
 /// A stored user, with WeChat's field names where it has them.
@@ -37,6 +40,7 @@ pub struct User {
     pub openid: String,
     pub unionid: Option<String>,
     pub profile: Profile,
+    pub phone: Option<PhoneNumber>,
 }
 
 /// Why the store failed.
@@ -67,6 +71,12 @@ pub trait UserStore: Send + Sync {
     /// The user with this openid, if any.
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError>;
 
+    /// The session_key of the user's latest login, if any.
+    fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// Stores the user's phone number; `false` when no such user exists.
+    fn set_phone(&self, openid: &str, phone: &PhoneNumber) -> Result<bool, StoreError>;
+
     /// The number of stored users (for tests and operators).
     fn count_users(&self) -> Result<u64, StoreError>;
 
@@ -90,6 +100,25 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// A phone number from its three nullable columns (present only when the number is).
+fn phone_from_columns(
+    phone_number: Option<String>,
+    pure_phone_number: Option<String>,
+    country_code: Option<String>,
+) -> Option<PhoneNumber> {
+    Some(PhoneNumber {
+        phone_number: phone_number?,
+        pure_phone_number: pure_phone_number.unwrap_or_default(),
+        country_code: country_code.unwrap_or_default(),
+    })
+}
+
+/// Whether a failed `ALTER TABLE … ADD COLUMN` failed only because the column exists.
+fn is_duplicate_column(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("duplicate column")
 }
 
 /// Opens the store named by the URL and applies its schema (idempotently).

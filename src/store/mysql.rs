@@ -5,13 +5,19 @@
 //! the database is briefly down; every wait (connect, checkout, read, write) has a bound, so an
 //! outage becomes a 503 rather than a hung worker.
 
-use super::{LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use crate::config::Secret;
+use crate::wechat::PhoneNumber;
+use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
 
 const SCHEMA: &str = include_str!("../../sql/mysql/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
+const ADD_COLUMNS: &str = include_str!("../../sql/mysql/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/mysql/find_user.sql");
+const FIND_SESSION_KEY: &str = include_str!("../../sql/mysql/find_session_key.sql");
+const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again.
@@ -19,13 +25,16 @@ const DEADLOCK_RETRIES: usize = 3;
 /// ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT.
 const RETRYABLE_CODES: [u16; 2] = [1213, 1205];
 
-/// `user_id, unionid, nickName, avatar, gender`, as `find_user.sql` selects them.
+/// The columns `find_user.sql` selects, in order.
 type UserRow = (
     String,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 pub struct MysqlStore {
@@ -54,6 +63,8 @@ impl MysqlStore {
             .tcp_connect_timeout(Some(options.timeout))
             .read_timeout(Some(options.timeout))
             .write_timeout(Some(options.timeout))
+            // UPDATE reports rows matched, not rows changed, so set_phone can tell "no user".
+            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
             .init(vec!["SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"]);
         let pool = Pool::new(builder).map_err(classify)?;
         let store = MysqlStore { pool, options };
@@ -65,6 +76,12 @@ impl MysqlStore {
         let mut conn = self.conn()?;
         for statement in super::statements(SCHEMA) {
             conn.query_drop(&statement).map_err(classify)?;
+        }
+        for statement in super::statements(ADD_COLUMNS) {
+            match conn.query_drop(&statement) {
+                Err(mysql::Error::MySqlError(e)) if is_duplicate_column(&e.message) => {}
+                other => other.map_err(classify)?,
+            }
         }
         Ok(())
     }
@@ -86,6 +103,7 @@ impl UserStore for MysqlStore {
             profile.nick_name.as_deref(),
             profile.avatar_url.as_deref(),
             profile.gender,
+            record.session_key.expose(),
         );
         let mut conn = self.conn()?;
         let mut attempt = 0;
@@ -108,8 +126,8 @@ impl UserStore for MysqlStore {
             .conn()?
             .exec_first(FIND_USER, (openid,))
             .map_err(classify)?;
-        Ok(
-            row.map(|(openid, unionid, nick_name, avatar_url, gender)| User {
+        Ok(row.map(
+            |(openid, unionid, nick_name, avatar_url, gender, phone, pure, country)| User {
                 openid,
                 unionid,
                 profile: Profile {
@@ -117,8 +135,32 @@ impl UserStore for MysqlStore {
                     avatar_url,
                     gender,
                 },
-            }),
+                phone: super::phone_from_columns(phone, pure, country),
+            },
+        ))
+    }
+
+    fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError> {
+        let key: Option<Option<String>> = self
+            .conn()?
+            .exec_first(FIND_SESSION_KEY, (openid,))
+            .map_err(classify)?;
+        Ok(key.flatten().map(Secret::new))
+    }
+
+    fn set_phone(&self, openid: &str, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            SET_PHONE,
+            (
+                &phone.phone_number,
+                &phone.pure_phone_number,
+                &phone.country_code,
+                openid,
+            ),
         )
+        .map_err(classify)?;
+        Ok(conn.affected_rows() > 0)
     }
 
     fn count_users(&self) -> Result<u64, StoreError> {

@@ -4,7 +4,12 @@
 //! lends one to each caller. WAL mode lets readers proceed while one writer commits; SQLite
 //! serialises writers itself, and the busy timeout bounds how long a writer waits for the lock.
 
-use super::{statements, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use super::{
+    is_duplicate_column, phone_from_columns, statements, LoginRecord, Profile, StoreError,
+    StoreOptions, User, UserStore,
+};
+use crate::config::Secret;
+use crate::wechat::PhoneNumber;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -12,7 +17,10 @@ use std::time::Instant;
 
 const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/sqlite/upsert_login.sql");
+const ADD_COLUMNS: &str = include_str!("../../sql/sqlite/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
+const FIND_SESSION_KEY: &str = include_str!("../../sql/sqlite/find_session_key.sql");
+const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -70,6 +78,12 @@ impl SqliteStore {
         let conn = store.conn()?;
         for statement in statements(SCHEMA) {
             conn.execute_batch(&statement).map_err(classify)?;
+        }
+        for statement in statements(ADD_COLUMNS) {
+            match conn.execute_batch(&statement) {
+                Err(e) if is_duplicate_column(&e.to_string()) => {}
+                other => other.map_err(classify)?,
+            }
         }
         drop(conn);
         Ok(store)
@@ -144,6 +158,7 @@ impl UserStore for SqliteStore {
                     profile.nick_name,
                     profile.avatar_url,
                     profile.gender,
+                    record.session_key.expose(),
                 ])
             })
             .map(|_| ())
@@ -163,10 +178,37 @@ impl UserStore for SqliteStore {
                             avatar_url: row.get(3)?,
                             gender: row.get(4)?,
                         },
+                        phone: phone_from_columns(row.get(5)?, row.get(6)?, row.get(7)?),
                     })
                 })
                 .optional()
             })
+            .map_err(classify)
+    }
+
+    fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_SESSION_KEY)
+            .and_then(|mut stmt| {
+                stmt.query_row([openid], |row| row.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map(|key| key.flatten().map(Secret::new))
+            .map_err(classify)
+    }
+
+    fn set_phone(&self, openid: &str, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        self.conn()?
+            .prepare_cached(SET_PHONE)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    phone.phone_number,
+                    phone.pure_phone_number,
+                    phone.country_code,
+                    openid,
+                ])
+            })
+            .map(|rows| rows > 0)
             .map_err(classify)
     }
 

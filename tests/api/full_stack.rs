@@ -2,9 +2,11 @@
 //! both backends: login with a profile, read it back, log in again, concurrency, and the errors
 //! mock-wechat's documented failure codes produce.
 
-use crate::helpers::{jwt_payload, spawn_app_with_mock, start_mock_wechat, TestDb};
+use crate::helpers::{
+    capture_logs, jwt_payload, race, spawn_app_with_mock, start_mock_wechat, AppBuilder, Secrets,
+    TestDb,
+};
 use crate::on_both_backends;
-use std::sync::Barrier;
 
 fn mini_program_logs_in_and_reads_its_profile(db: &TestDb) {
     let mock = start_mock_wechat(true);
@@ -13,15 +15,11 @@ fn mini_program_logs_in_and_reads_its_profile(db: &TestDb) {
 
     let login = app.post_form(
         "/api/wxuser",
-        &[
-            ("encryptedData", "c29tZSBkYXRh+/=="),
-            ("iv", "aXZpdml2aXZpdml2aXZpdg=="),
-            ("code", &mock.new_code("alice")),
-            ("userInfo", raw_data),
-        ],
+        &[("code", &mock.new_code("alice")), ("userInfo", raw_data)],
     );
 
     assert_eq!(login.status, 200, "{}: {}", db.backend, login.text);
+    assert_eq!(login.body["profile"]["status"], "unverified");
     let token = login.body["token"].as_str().unwrap();
     assert_eq!(jwt_payload(token)["openid"], mock.openid_for("alice"));
     let me = app.get("/api/me", Some(token));
@@ -43,9 +41,12 @@ fn mini_program_logs_in_and_reads_its_profile(db: &TestDb) {
     assert_eq!(app.store.count_users().unwrap(), 1);
 }
 
-fn reused_code_is_refused_with_40163(db: &TestDb) {
+fn reused_code_is_refused_with_40163_when_replay_is_off(db: &TestDb) {
     let mock = start_mock_wechat(false);
-    let app = spawn_app_with_mock(&mock, db);
+    capture_logs();
+    let app = AppBuilder::new(&mock.base_url(), db, Secrets::for_mock_wechat())
+        .var("WXLOGIN_CODE_REPLAY_WINDOW", "0")
+        .start();
     let code = mock.new_code("bob");
 
     assert_eq!(app.post_form("/api/wxuser", &[("code", &code)]).status, 200);
@@ -79,20 +80,9 @@ fn fifty_concurrent_first_logins_of_one_user_make_one_row(db: &TestDb) {
     let mock = start_mock_wechat(false);
     let app = spawn_app_with_mock(&mock, db);
     let codes: Vec<String> = (0..50).map(|_| mock.new_code("carol")).collect();
-    let barrier = Barrier::new(codes.len());
 
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = codes
-            .iter()
-            .map(|code| {
-                let (app, barrier) = (&app, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    app.post_form("/api/wxuser", &[("code", code)]).status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let statuses = race(codes.len(), |i| {
+        app.post_form("/api/wxuser", &[("code", &codes[i])]).status
     });
 
     assert!(
@@ -106,20 +96,12 @@ fn fifty_concurrent_first_logins_of_one_user_make_one_row(db: &TestDb) {
 fn two_hundred_concurrent_distinct_users_all_get_rows(db: &TestDb) {
     let mock = start_mock_wechat(false);
     let app = spawn_app_with_mock(&mock, db);
-    let barrier = Barrier::new(200);
+    let codes: Vec<String> = (0..200)
+        .map(|i| mock.new_code(&format!("user{i}")))
+        .collect();
 
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..200)
-            .map(|i| {
-                let (app, barrier, mock) = (&app, &barrier, &mock);
-                s.spawn(move || {
-                    let code = mock.new_code(&format!("user{i}"));
-                    barrier.wait();
-                    app.post_form("/api/wxuser", &[("code", &code)]).status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let statuses = race(codes.len(), |i| {
+        app.post_form("/api/wxuser", &[("code", &codes[i])]).status
     });
 
     let failures: Vec<_> = statuses.iter().filter(|&&s| s != 200).collect();
@@ -137,7 +119,7 @@ fn two_hundred_concurrent_distinct_users_all_get_rows(db: &TestDb) {
 
 on_both_backends!(
     mini_program_logs_in_and_reads_its_profile,
-    reused_code_is_refused_with_40163,
+    reused_code_is_refused_with_40163_when_replay_is_off,
     mock_failure_codes_map_to_their_statuses,
     fifty_concurrent_first_logins_of_one_user_make_one_row,
     two_hundred_concurrent_distinct_users_all_get_rows,

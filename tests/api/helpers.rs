@@ -232,6 +232,27 @@ pub fn closed_port_url() -> String {
     format!("http://{addr}")
 }
 
+/// Runs `work(i)` for `i` in `0..n` on `n` threads released together by a barrier, so the
+/// calls really overlap; returns the results in order of `i`.
+pub fn race<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    barrier.wait();
+                    work(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a racing thread panicked"))
+            .collect()
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // The application under test
 
@@ -303,6 +324,12 @@ impl AppBuilder {
         AppBuilder { vars, secrets }
     }
 
+    /// Overrides one configuration variable.
+    pub fn var(mut self, name: &str, value: &str) -> AppBuilder {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
     pub fn config(&self) -> Config {
         Config::from_lookup(|name| self.vars.get(name).cloned()).expect("valid test config")
     }
@@ -362,6 +389,20 @@ impl TestApp {
 
     pub fn post_json(&self, path: &str, body: &Value) -> Answer {
         self.post_raw(path, Some("application/json"), body.to_string().as_bytes())
+    }
+
+    /// POSTs JSON with `Authorization: <authorization>` (the login's `token` value).
+    pub fn post_json_with_token(&self, path: &str, body: &Value, authorization: &str) -> Answer {
+        let request = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .header("Authorization", authorization);
+        answer(
+            request
+                .send(body.to_string().as_bytes())
+                .expect("the server answers"),
+        )
     }
 
     pub fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Answer {

@@ -5,7 +5,9 @@ use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, T
 use serde_json::json;
 use std::sync::Arc;
 use wiremock::ResponseTemplate;
+use wxlogin::config::Secret;
 use wxlogin::store::{LoginRecord, StoreError, User, UserStore};
+use wxlogin::wechat::PhoneNumber;
 
 fn wechat_for(openid: &str) -> FakeWechat {
     let wechat = FakeWechat::start();
@@ -111,7 +113,8 @@ fn me_returns_the_stored_profile_for_a_valid_token() {
     assert_eq!(
         answer.body["user"],
         json!({"openid": "o-me", "unionid": null, "nickName": "Me 😀",
-               "avatarUrl": "https://a/me.png", "gender": 2})
+               "avatarUrl": "https://a/me.png", "gender": 2,
+               "phoneNumber": null, "purePhoneNumber": null, "countryCode": null})
     );
 }
 
@@ -163,6 +166,12 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_session_key(&self, _: &str) -> Result<Option<Secret>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn set_phone(&self, _: &str, _: &PhoneNumber) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn count_users(&self) -> Result<u64, StoreError> {

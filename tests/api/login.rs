@@ -28,13 +28,12 @@ fn login_returns_200_with_a_bearer_token_and_writes_the_row() {
                 "userInfo",
                 r#"{"nickName":"小明","avatarUrl":"https://x/a.png","gender":1}"#,
             ),
-            ("encryptedData", "ZW5j+/=="),
-            ("iv", "aXY="),
         ],
     );
 
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body["status"], 200);
+    assert_eq!(answer.body["profile"], json!({"status": "unverified"}));
     assert!(answer.body["messages"].is_string());
     let token = answer.body["token"].as_str().unwrap();
     assert!(token.starts_with("Bearer "), "{token}");
@@ -243,4 +242,68 @@ fn login_without_user_info_keeps_the_stored_profile() {
     assert_eq!(user.profile.avatar_url.as_deref(), Some("https://a"));
     assert_eq!(user.profile.gender, Some(2));
     assert_eq!(app.store.count_users().unwrap(), 1);
+}
+
+#[test]
+fn login_succeeds_but_keeps_the_stored_profile_when_material_does_not_verify() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session_answer("o-stale", "dGlpaHROY3pmNXY2QUtSeQ=="));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let first = app.post_form(
+        "/api/wxuser",
+        &[("code", "c1"), ("userInfo", r#"{"nickName":"Stored"}"#)],
+    );
+    assert_eq!(first.status, 200, "{}", first.text);
+
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("signature", "0000000000000000000000000000000000000000")],
+            "signature mismatch",
+        ),
+        (
+            &[
+                ("encryptedData", "ZW5jcnlwdGVkZGF0YQ=="),
+                ("iv", "r7BXXKkLb8qrSNn05n0qiA=="),
+            ],
+            "encryptedData does not decrypt: bad padding or wrong key",
+        ),
+        (
+            &[
+                ("encryptedData", "not base64!"),
+                ("iv", "r7BXXKkLb8qrSNn05n0qiA=="),
+            ],
+            "encryptedData or iv is not valid base64",
+        ),
+        (
+            &[("encryptedData", "ZW5jcnlwdGVk")],
+            "encryptedData and iv must be sent together",
+        ),
+    ];
+    for (n, (material, reason)) in cases.iter().enumerate() {
+        let code = format!("c-material-{n}");
+        let mut fields = vec![
+            ("code", code.as_str()),
+            ("userInfo", r#"{"nickName":"Mallory"}"#),
+        ];
+        fields.extend_from_slice(material);
+
+        let answer = app.post_form("/api/wxuser", &fields);
+
+        assert_eq!(answer.status, 200, "{reason}: {}", answer.text);
+        assert_eq!(answer.body["profile"]["status"], "rejected", "{reason}");
+        assert!(
+            answer.body["profile"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(reason)),
+            "want {reason:?}, got {}",
+            answer.body["profile"]
+        );
+        let user = app.store.find_user("o-stale").unwrap().unwrap();
+        assert_eq!(
+            user.profile.nick_name.as_deref(),
+            Some("Stored"),
+            "{reason}"
+        );
+    }
 }

@@ -7,3 +7,4 @@ mod http;
 mod login;
 mod secrets;
 mod store;
+mod wechat_flows;

@@ -1,8 +1,14 @@
 //! The store contract: every backend must pass the same tests, each on a fresh database.
 
-use crate::helpers::TestDb;
+use crate::helpers::{race, TestDb};
 use crate::on_both_backends;
+use wxlogin::config::Secret;
 use wxlogin::store::{LoginRecord, Profile};
+use wxlogin::wechat::PhoneNumber;
+
+fn key() -> Secret {
+    Secret::new("c2Vzc2lvbi1rZXktMTIzNA==")
+}
 
 fn profile(nick: &str, avatar: &str, gender: i64) -> Profile {
     Profile {
@@ -23,6 +29,7 @@ fn upsert_creates_then_updates_one_row(db: &TestDb) {
                 openid: "o-1",
                 unionid: None,
                 profile: Some(p),
+                session_key: &key(),
             })
             .unwrap();
     }
@@ -40,6 +47,7 @@ fn upsert_without_profile_keeps_the_stored_one(db: &TestDb) {
             openid: "o-k",
             unionid: Some("u-k"),
             profile: Some(&p),
+            session_key: &key(),
         })
         .unwrap();
 
@@ -48,6 +56,7 @@ fn upsert_without_profile_keeps_the_stored_one(db: &TestDb) {
             openid: "o-k",
             unionid: None,
             profile: None,
+            session_key: &key(),
         })
         .unwrap();
 
@@ -69,6 +78,7 @@ fn openids_are_case_sensitive(db: &TestDb) {
                 openid,
                 unionid: None,
                 profile: None,
+                session_key: &key(),
             })
             .unwrap();
     }
@@ -83,6 +93,7 @@ fn emoji_and_cjk_nicknames_round_trip(db: &TestDb) {
             openid: "o-emoji",
             unionid: None,
             profile: Some(&p),
+            session_key: &key(),
         })
         .unwrap();
 
@@ -102,6 +113,7 @@ fn schema_applies_twice_without_losing_rows(db: &TestDb) {
             openid: "o-stay",
             unionid: None,
             profile: None,
+            session_key: &key(),
         })
         .unwrap();
     drop(store);
@@ -114,27 +126,83 @@ fn schema_applies_twice_without_losing_rows(db: &TestDb) {
 
 fn concurrent_upserts_of_one_openid_make_one_row(db: &TestDb) {
     let store = db.open();
-    let barrier = std::sync::Barrier::new(50);
-    std::thread::scope(|s| {
-        for i in 0..50 {
-            let (store, barrier) = (&store, &barrier);
-            s.spawn(move || {
-                let p = profile(&format!("n{i}"), "https://a", 1);
-                barrier.wait();
-                store
-                    .upsert_login(&LoginRecord {
-                        openid: "o-race",
-                        unionid: None,
-                        profile: Some(&p),
-                    })
-                    .unwrap_or_else(|e| panic!("{}: upsert {i} failed: {e}", db.backend));
-            });
-        }
+    let profiles: Vec<Profile> = (0..50)
+        .map(|i| profile(&format!("n{i}"), "https://a", 1))
+        .collect();
+    race(profiles.len(), |i| {
+        store
+            .upsert_login(&LoginRecord {
+                openid: "o-race",
+                unionid: None,
+                profile: Some(&profiles[i]),
+                session_key: &key(),
+            })
+            .unwrap_or_else(|e| panic!("{}: upsert {i} failed: {e}", db.backend));
     });
     assert_eq!(store.count_users().unwrap(), 1, "{}", db.backend);
 }
 
+fn session_key_is_kept_and_replaced_by_the_latest_login(db: &TestDb) {
+    let store = db.open();
+    for key in ["Zmlyc3Qta2V5LTEyMzQ1Ng==", "c2Vjb25kLWtleS0xMjM0NQ=="] {
+        store
+            .upsert_login(&LoginRecord {
+                openid: "o-key",
+                unionid: None,
+                profile: None,
+                session_key: &Secret::new(key),
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        store.find_session_key("o-key").unwrap(),
+        Some(Secret::new("c2Vjb25kLWtleS0xMjM0NQ==")),
+        "{}",
+        db.backend
+    );
+    assert_eq!(store.find_session_key("o-none").unwrap(), None);
+}
+
+fn phone_is_stored_on_an_existing_user_only(db: &TestDb) {
+    let store = db.open();
+    let phone = PhoneNumber {
+        phone_number: "+1 2025550123".into(),
+        pure_phone_number: "2025550123".into(),
+        country_code: "1".into(),
+    };
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-phone",
+            unionid: None,
+            profile: None,
+            session_key: &key(),
+        })
+        .unwrap();
+
+    assert!(
+        store.set_phone("o-phone", &phone).unwrap(),
+        "{}",
+        db.backend
+    );
+    assert!(
+        store.set_phone("o-phone", &phone).unwrap(),
+        "{}: same value again",
+        db.backend
+    );
+    assert!(
+        !store.set_phone("o-nobody", &phone).unwrap(),
+        "{}",
+        db.backend
+    );
+    assert_eq!(
+        store.find_user("o-phone").unwrap().unwrap().phone,
+        Some(phone)
+    );
+}
+
 on_both_backends!(
+    session_key_is_kept_and_replaced_by_the_latest_login,
+    phone_is_stored_on_an_existing_user_only,
     upsert_creates_then_updates_one_row,
     upsert_without_profile_keeps_the_stored_one,
     find_user_returns_none_for_an_unknown_openid,

@@ -1,0 +1,1 @@
+SELECT session_key FROM wxuser WHERE user_id = ?
