@@ -237,6 +237,26 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_capped_by_forgetting_the_oldest() {
+        let flights = CodeFlights::<u32>::new(Duration::from_secs(60), Duration::from_secs(1));
+        for n in 0..=MAX_REMEMBERED {
+            flights.run(&n.to_string(), || Ok(1)).unwrap();
+        }
+        assert_eq!(flights.remembered(), MAX_REMEMBERED);
+        assert_eq!(
+            flights.run("0", || Ok(2)).unwrap(),
+            2,
+            "the oldest was forgotten"
+        );
+        let newest = MAX_REMEMBERED.to_string();
+        assert_eq!(
+            flights.run(&newest, || Ok(3)).unwrap(),
+            1,
+            "the newest is kept"
+        );
+    }
+
+    #[test]
     fn zero_window_remembers_nothing() {
         let flights = CodeFlights::<u32>::new(Duration::ZERO, Duration::from_secs(1));
         flights.run("c", || Ok(1)).unwrap();

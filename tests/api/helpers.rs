@@ -96,6 +96,20 @@ impl TestDb {
         Arc::from(store::open(&self.url, StoreOptions::default()).expect("open the test store"))
     }
 
+    /// Runs SQL directly, around the store (to set up what an older release left behind).
+    pub fn execute_raw(&self, sql: &str) {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sql))
+                .expect("raw SQLite statement"),
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
+                    .expect("connect for a raw statement");
+                mysql::prelude::Queryable::query_drop(&mut conn, sql).expect("raw MySQL statement");
+            }
+        }
+    }
+
     /// The `DATABASE_URL` text for this database.
     pub fn url_text(&self) -> String {
         match &self.url {

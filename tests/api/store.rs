@@ -200,7 +200,39 @@ fn phone_is_stored_on_an_existing_user_only(db: &TestDb) {
     );
 }
 
+/// The first release's table, without the columns added since.
+fn migration_adds_new_columns_and_keeps_existing_rows(db: &TestDb) {
+    let first_release = match db.backend {
+        "sqlite" => "CREATE TABLE wxuser (user_id TEXT NOT NULL PRIMARY KEY, unionid TEXT, nickName TEXT, avatar TEXT, gender INTEGER, created_at TEXT NOT NULL DEFAULT '2026-01-01', updated_at TEXT NOT NULL DEFAULT '2026-01-01')",
+        _ => "CREATE TABLE wxuser (user_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, unionid VARCHAR(64) NULL, nickName VARCHAR(255) NULL, avatar VARCHAR(1024) NULL, gender TINYINT NULL, created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) DEFAULT CHARSET = utf8mb4",
+    };
+    db.execute_raw(first_release);
+    db.execute_raw("INSERT INTO wxuser (user_id, nickName) VALUES ('o-old', 'Old Timer')");
+
+    for _ in 0..2 {
+        let store = db.open();
+        let user = store
+            .find_user("o-old")
+            .unwrap()
+            .expect("existing row kept");
+        assert_eq!(
+            user.profile.nick_name.as_deref(),
+            Some("Old Timer"),
+            "{}",
+            db.backend
+        );
+        assert_eq!(user.phone, None, "{}", db.backend);
+        assert_eq!(
+            store.find_session_key("o-old").unwrap(),
+            None,
+            "{}",
+            db.backend
+        );
+    }
+}
+
 on_both_backends!(
+    migration_adds_new_columns_and_keeps_existing_rows,
     session_key_is_kept_and_replaced_by_the_latest_login,
     phone_is_stored_on_an_existing_user_only,
     upsert_creates_then_updates_one_row,

@@ -311,3 +311,32 @@ fn a_retried_code_within_the_replay_window_logs_the_same_user_in_again() {
         "the code itself never reaches the log"
     );
 }
+
+#[test]
+fn access_token_is_refreshed_by_one_thread_ahead_of_expiry() {
+    // A 2 s token is refreshed half-way (the five-minute margin is capped at half the life).
+    let mock = MockWechat::start(MockConfig {
+        bind: "127.0.0.1:0".into(),
+        token_ttl: Duration::from_secs(2),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let db = TestDb::sqlite();
+    let app = app(&mock, &db, "60");
+    let token = app.login(&mock.new_code("lee"));
+    let phone = |n: usize| {
+        let code = mock.new_phone_code("lee", &format!("1350013500{n}"));
+        app.post_json_with_token("/api/phone", &json!({"code": code}), &token)
+            .status
+    };
+    assert_eq!(phone(0), 200);
+    assert_eq!(phone(1), 200);
+    assert_eq!(mock.stable_token_calls(), 1, "cached while fresh");
+
+    // Let the token pass its refresh point; it stays valid for about another second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let statuses = race(8, |i| phone(2 + i));
+
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(mock.stable_token_calls(), 2, "exactly one refresh");
+}
