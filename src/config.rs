@@ -157,6 +157,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
+    /// The address clients reach the service at (`WXLOGIN_PUBLIC_URL`), used to build avatar
+    /// URLs; `None` means `http://` plus the bound address.
+    pub public_url: Option<String>,
     /// How long a login code's successful outcome is remembered, so that a retry with the same
     /// code gets a fresh token instead of WeChat's "code been used". Zero turns it off.
     pub code_replay_window: Duration,
@@ -266,6 +269,19 @@ impl Config {
             },
         };
 
+        let public_url = match get("WXLOGIN_PUBLIC_URL") {
+            None => None,
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                    return Err(format!(
+                        "WXLOGIN_PUBLIC_URL: {url:?} is not an http(s) URL; use the address clients reach this service at, e.g. https://login.example.com"
+                    ));
+                }
+                Some(url)
+            }
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -289,6 +305,7 @@ impl Config {
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
+            public_url,
             jwt_secret_generated,
         })
     }
@@ -396,6 +413,10 @@ mod tests {
             ),
             (&[("JWT_SECRET", "short")], "JWT_SECRET"),
             (&[("DATABASE_URL", "postgres://x/y")], "DATABASE_URL"),
+            (
+                &[("WXLOGIN_PUBLIC_URL", "login.example.com")],
+                "WXLOGIN_PUBLIC_URL",
+            ),
             (&[("DATABASE_URL", "sqlite://")], "DATABASE_URL"),
         ];
         for (extra, variable) in cases {

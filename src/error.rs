@@ -17,6 +17,8 @@ pub enum Error {
     BadRequest(String),
     /// The body's `Content-Type` is not one we read.
     UnsupportedMediaType,
+    /// An uploaded file is not an image type we accept.
+    UnsupportedImage,
     /// The body is larger than `limit` bytes.
     PayloadTooLarge { limit: usize },
     /// No route has this path.
@@ -40,7 +42,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
-            Error::UnsupportedMediaType => 415,
+            Error::UnsupportedMediaType | Error::UnsupportedImage => 415,
             Error::PayloadTooLarge { .. } => 413,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -83,6 +85,7 @@ impl Error {
             Error::UnsupportedMediaType => {
                 "send the body as application/x-www-form-urlencoded or application/json".into()
             }
+            Error::UnsupportedImage => "the file is not a JPEG, PNG, WebP or GIF image".into(),
             Error::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
             }
@@ -142,6 +145,7 @@ impl fmt::Display for Error {
         match self {
             Error::BadRequest(m) => write!(f, "bad request: {m}"),
             Error::UnsupportedMediaType => f.write_str("unsupported content type"),
+            Error::UnsupportedImage => f.write_str("unsupported image type"),
             Error::PayloadTooLarge { limit } => write!(f, "body over {limit} bytes"),
             Error::NotFound => f.write_str("no route"),
             Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow {allow})"),

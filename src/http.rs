@@ -7,11 +7,14 @@
 //! log line; failures also leave a line with their cause under the same id.
 
 use crate::access_token::AccessTokens;
+use crate::avatar;
 use crate::config::Config;
 use crate::error::Error;
 use crate::login::ProfileStatus;
 use crate::login::{BodyFields, LoginRequest, LoginService};
 use crate::phone::PhoneService;
+use crate::profile::{self, ProfileService};
+use crate::store::User;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
 use crate::wechat::WechatClient;
@@ -51,6 +54,7 @@ impl std::error::Error for StartError {}
 struct App {
     login: LoginService,
     phone: PhoneService,
+    profiles: ProfileService,
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
     max_body_bytes: usize,
@@ -105,6 +109,13 @@ impl Server {
                 wait_limit,
             ),
             phone: PhoneService::new(wechat, access_tokens, store.clone()),
+            profiles: ProfileService::new(
+                store.clone(),
+                config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
+            ),
             tokens,
             store: store.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -188,12 +199,36 @@ fn work(http: &tiny_http::Server, app: &App, stopping: &AtomicBool) {
 /// A handler's successful answer.
 struct Reply {
     status: u16,
-    body: Value,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Headers beyond the ones every answer gets.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
+    fn json(status: u16, body: &Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json; charset=utf-8",
+            body: body.to_string().into_bytes(),
+            headers: vec![("Cache-Control", "no-store".into())],
+        }
+    }
+
     fn ok(body: Value) -> Reply {
-        Reply { status: 200, body }
+        Reply::json(200, &body)
+    }
+
+    fn error(error: &Error) -> Reply {
+        let mut reply = Reply::json(error.status(), &error.body());
+        if let Error::MethodNotAllowed { allow } = error {
+            reply.headers.push(("Allow", (*allow).into()));
+        }
+        if let Error::PayloadTooLarge { .. } = error {
+            // The rest of an oversized body is not worth reading on this connection.
+            reply.headers.push(("Connection", "close".into()));
+        }
+        reply
     }
 }
 
@@ -212,21 +247,11 @@ fn serve(app: &App, mut request: Request) {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         route_request(app, &mut request, &path, &id)
     }));
-    let (reply, allow) = match outcome {
-        Ok(Ok(reply)) => (reply, None),
+    let reply = match outcome {
+        Ok(Ok(reply)) => reply,
         Ok(Err(error)) => {
             log_failure(&id, route, &error);
-            let allow = match &error {
-                Error::MethodNotAllowed { allow } => Some(*allow),
-                _ => None,
-            };
-            (
-                Reply {
-                    status: error.status(),
-                    body: error.body(),
-                },
-                allow,
-            )
+            Reply::error(&error)
         }
         Err(panic) => {
             let what = panic
@@ -236,28 +261,17 @@ fn serve(app: &App, mut request: Request) {
                 .unwrap_or_else(|| "unknown panic".into());
             let error = Error::Internal(format!("handler panicked: {what}"));
             log_failure(&id, route, &error);
-            (
-                Reply {
-                    status: error.status(),
-                    body: error.body(),
-                },
-                None,
-            )
+            Reply::error(&error)
         }
     };
 
     let status = reply.status;
-    let mut response = Response::from_data(reply.body.to_string())
+    let mut response = Response::from_data(reply.body)
         .with_status_code(status)
-        .with_header(header("Content-Type", "application/json; charset=utf-8"))
-        .with_header(header("X-Request-Id", &id))
-        .with_header(header("Cache-Control", "no-store"));
-    if let Some(allow) = allow {
-        response = response.with_header(header("Allow", allow));
-    }
-    if status == 413 {
-        // The rest of an oversized body is not worth reading on this connection.
-        response = response.with_header(header("Connection", "close"));
+        .with_header(header("Content-Type", reply.content_type))
+        .with_header(header("X-Request-Id", &id));
+    for (name, value) in &reply.headers {
+        response = response.with_header(header(name, value));
     }
     if let Err(e) = request.respond(response) {
         log::debug!("{id} could not send the answer: {e}");
@@ -275,6 +289,8 @@ fn route_name(path: &str) -> &'static str {
         "/api/wxuser" => "/api/wxuser",
         "/api/me" => "/api/me",
         "/api/phone" => "/api/phone",
+        "/api/me/avatar" => "/api/me/avatar",
+        p if p.starts_with("/avatars/") => "/avatars/{file}",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         _ => "(unmatched)",
@@ -287,7 +303,14 @@ fn route_request(app: &App, request: &mut Request, path: &str, id: &str) -> Resu
         ("/api/wxuser", Method::Post) => login(app, request, id),
         ("/api/wxuser", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
         ("/api/me", Method::Get) => me(app, request),
-        ("/api/me", _) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        ("/api/me", Method::Put) => update_me(app, request),
+        ("/api/me", _) => Err(Error::MethodNotAllowed { allow: "GET, PUT" }),
+        ("/api/me/avatar", Method::Post) => upload_avatar(app, request),
+        ("/api/me/avatar", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        (p, Method::Get | Method::Head) if p.starts_with("/avatars/") => {
+            serve_avatar(app, request, &p["/avatars/".len()..])
+        }
+        (p, _) if p.starts_with("/avatars/") => Err(Error::MethodNotAllowed { allow: "GET, HEAD" }),
         ("/api/phone", Method::Post) => phone(app, request),
         ("/api/phone", _) => Err(Error::MethodNotAllowed { allow: "POST" }),
         ("/healthz", Method::Get | Method::Head) => {
@@ -346,29 +369,76 @@ fn authenticate(app: &App, request: &Request) -> Result<UserClaims, Error> {
 
 /// `GET /api/me`: the stored profile of the token's user.
 fn me(app: &App, request: &Request) -> Result<Reply, Error> {
-    let claims = app
-        .tokens
-        .verify_header(header_value(request, "Authorization"))
-        .map_err(|e| Error::Unauthorized(e.client_message()))?;
-    let user = app
-        .store
-        .find_user(&claims.openid)?
-        .ok_or(Error::Unauthorized(
-            "this user no longer exists; log in again",
-        ))?;
-    Ok(Reply::ok(json!({
-        "status": 200,
-        "user": {
-            "openid": user.openid,
-            "unionid": user.unionid,
-            "nickName": user.profile.nick_name,
-            "avatarUrl": user.profile.avatar_url,
-            "gender": user.profile.gender,
-            "phoneNumber": user.phone.as_ref().map(|p| &p.phone_number),
-            "purePhoneNumber": user.phone.as_ref().map(|p| &p.pure_phone_number),
-            "countryCode": user.phone.as_ref().map(|p| &p.country_code),
-        }
-    })))
+    let claims = authenticate(app, request)?;
+    let user = app.profiles.user(&claims.openid)?;
+    Ok(user_reply(&user))
+}
+
+/// `PUT /api/me`: the nickname (and gender) the user typed.
+fn update_me(app: &App, request: &mut Request) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    if !matches!(body_kind(request)?, BodyKind::Json) {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let update = profile::parse_update(&read_body(request, app.max_body_bytes)?)?;
+    let user = app.profiles.update(&claims.openid, &update)?;
+    Ok(user_reply(&user))
+}
+
+/// `POST /api/me/avatar`: the image from `<button open-type="chooseAvatar">`, sent with
+/// `wx.uploadFile`.
+fn upload_avatar(app: &App, request: &mut Request) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    let content_type = header_value(request, "Content-Type")
+        .unwrap_or("")
+        .to_string();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let body = read_body(request, avatar::MAX_UPLOAD_BODY_BYTES)?;
+    let image = avatar::from_multipart(&content_type, body)?;
+    let user = app.profiles.set_avatar(&claims.openid, &image)?;
+    Ok(user_reply(&user))
+}
+
+/// `GET /avatars/<sha256>.<ext>`: an uploaded image. Its name is its content, so it never
+/// changes: cacheable forever, and its ETag is the hash.
+fn serve_avatar(app: &App, request: &Request, file_name: &str) -> Result<Reply, Error> {
+    let (hash, image_type) = avatar::parse_file_name(file_name).ok_or(Error::NotFound)?;
+    let content_type = image_type.content_type();
+    let bytes = match app.profiles.avatar(hash)? {
+        Some((stored_type, bytes)) if stored_type == content_type => bytes,
+        _ => return Err(Error::NotFound),
+    };
+    let etag = format!("\"{hash}\"");
+    let not_modified = header_value(request, "If-None-Match").is_some_and(|v| {
+        v.split(',')
+            .any(|tag| tag.trim() == etag || tag.trim() == "*")
+    });
+    let (status, body) = if not_modified {
+        (304, Vec::new())
+    } else {
+        (200, bytes)
+    };
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+        headers: vec![
+            (
+                "Cache-Control",
+                "public, max-age=31536000, immutable".into(),
+            ),
+            ("ETag", etag),
+        ],
+    })
+}
+
+fn user_reply(user: &User) -> Reply {
+    Reply::ok(json!({ "status": 200, "user": profile::user_json(user) }))
 }
 
 enum BodyKind {
@@ -395,7 +465,8 @@ fn body_kind(request: &Request) -> Result<BodyKind, Error> {
 
 /// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413.
 fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
-    if request.body_length().is_some_and(|n| n > limit) {
+    if let Some(declared) = request.body_length().filter(|&n| n > limit) {
+        discard_body(request, declared);
         return Err(Error::PayloadTooLarge { limit });
     }
     let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
@@ -408,6 +479,22 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
         return Err(Error::PayloadTooLarge { limit });
     }
     Ok(body)
+}
+
+/// Bodies up to this size are read and thrown away in small pieces before a 413.
+const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads an oversized body through a small buffer and drops it. tiny_http would otherwise
+/// discard the unread rest itself with one allocation of its whole declared size. Bodies larger
+/// than `DISCARD_LIMIT` are left to tiny_http: the reverse proxy in front (deploy/nginx) refuses
+/// them before they arrive.
+fn discard_body(request: &mut Request, declared: usize) {
+    if declared <= DISCARD_LIMIT {
+        let _ = std::io::copy(
+            &mut request.as_reader().take(declared as u64),
+            &mut std::io::sink(),
+        );
+    }
 }
 
 fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {

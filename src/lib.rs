@@ -6,6 +6,7 @@
 //! calls [`Server::start`]; everything else lives in this library so tests run it in-process.
 
 pub mod access_token;
+pub mod avatar;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod login;
 pub mod opendata;
 pub mod phone;
+pub mod profile;
 pub mod singleflight;
 pub mod store;
 pub mod token;

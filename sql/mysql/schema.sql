@@ -12,3 +12,13 @@ CREATE TABLE IF NOT EXISTS wxuser (
     PRIMARY KEY (user_id),
     KEY idx_wxuser_unionid (unionid)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Uploaded avatars, addressed by the SHA-256 of their bytes: the same image is stored once,
+-- and every node sharing the database serves it.
+CREATE TABLE IF NOT EXISTS avatar (
+    hash         CHAR(64)     CHARACTER SET ascii NOT NULL,
+    content_type VARCHAR(32)  CHARACTER SET ascii NOT NULL,
+    bytes        MEDIUMBLOB   NOT NULL,
+    created_at   DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (hash)
+) ENGINE = InnoDB;

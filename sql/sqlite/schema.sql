@@ -10,3 +10,11 @@ CREATE TABLE IF NOT EXISTS wxuser (
     updated_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS idx_wxuser_unionid ON wxuser (unionid);
+
+-- Uploaded avatars, addressed by the SHA-256 of their bytes: the same image is stored once.
+CREATE TABLE IF NOT EXISTS avatar (
+    hash         TEXT NOT NULL PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    bytes        BLOB NOT NULL,
+    created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);

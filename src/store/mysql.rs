@@ -18,6 +18,9 @@ const ADD_COLUMNS: &str = include_str!("../../sql/mysql/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/mysql/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/mysql/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
+const UPDATE_PROFILE: &str = include_str!("../../sql/mysql/update_profile.sql");
+const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
+const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again.
@@ -161,6 +164,33 @@ impl UserStore for MysqlStore {
         )
         .map_err(classify)?;
         Ok(conn.affected_rows() > 0)
+    }
+
+    fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            UPDATE_PROFILE,
+            (
+                profile.nick_name.as_deref(),
+                profile.avatar_url.as_deref(),
+                profile.gender,
+                openid,
+            ),
+        )
+        .map_err(classify)?;
+        Ok(conn.affected_rows() > 0)
+    }
+
+    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn()?
+            .exec_drop(PUT_AVATAR, (hash, content_type, bytes))
+            .map_err(classify)
+    }
+
+    fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.conn()?
+            .exec_first(FIND_AVATAR, (hash,))
+            .map_err(classify)
     }
 
     fn count_users(&self) -> Result<u64, StoreError> {

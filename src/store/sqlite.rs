@@ -21,6 +21,9 @@ const ADD_COLUMNS: &str = include_str!("../../sql/sqlite/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/sqlite/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
+const UPDATE_PROFILE: &str = include_str!("../../sql/sqlite/update_profile.sql");
+const PUT_AVATAR: &str = include_str!("../../sql/sqlite/put_avatar.sql");
+const FIND_AVATAR: &str = include_str!("../../sql/sqlite/find_avatar.sql");
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -209,6 +212,39 @@ impl UserStore for SqliteStore {
                 ])
             })
             .map(|rows| rows > 0)
+            .map_err(classify)
+    }
+
+    fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError> {
+        self.conn()?
+            .prepare_cached(UPDATE_PROFILE)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    profile.nick_name,
+                    profile.avatar_url,
+                    profile.gender,
+                    openid,
+                ])
+            })
+            .map(|rows| rows > 0)
+            .map_err(classify)
+    }
+
+    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(PUT_AVATAR)
+            .and_then(|mut stmt| stmt.execute(params![hash, content_type, bytes]))
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_AVATAR)
+            .and_then(|mut stmt| {
+                stmt.query_row([hash], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
             .map_err(classify)
     }
 

@@ -435,6 +435,65 @@ impl TestApp {
         answer(request.call().expect("the server answers"))
     }
 
+    /// Any method, any headers, an optional `Authorization` value, a raw body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let request = request.body(body.to_vec()).unwrap();
+        answer(self.agent.run(request).expect("the server answers"))
+    }
+
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        authorization: Option<&str>,
+    ) -> Answer {
+        self.send(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            authorization,
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// A GET whose body is bytes (an image): status, body, lower-cased headers.
+    pub fn get_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<u8>, HashMap<String, String>) {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call().expect("the server answers");
+        let headers = lowercase_headers(&response);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        (response.status().as_u16(), body, headers)
+    }
+
     pub fn request(&self, method: &str, path: &str) -> Answer {
         let request = ureq::http::Request::builder()
             .method(method)
@@ -452,9 +511,8 @@ impl TestApp {
     }
 }
 
-fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
-    let status = response.status().as_u16();
-    let headers = response
+fn lowercase_headers(response: &ureq::http::Response<ureq::Body>) -> HashMap<String, String> {
+    response
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -463,7 +521,12 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
                 v.to_str().unwrap_or("").to_string(),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = lowercase_headers(&response);
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Answer {

@@ -6,7 +6,7 @@ use serde_json::json;
 use std::sync::Arc;
 use wiremock::ResponseTemplate;
 use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, StoreError, User, UserStore};
+use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
 use wxlogin::wechat::PhoneNumber;
 
 fn wechat_for(openid: &str) -> FakeWechat {
@@ -172,6 +172,15 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn set_phone(&self, _: &str, _: &PhoneNumber) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn update_profile(&self, _: &str, _: &Profile) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn count_users(&self) -> Result<u64, StoreError> {

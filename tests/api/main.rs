@@ -5,6 +5,7 @@ mod full_stack;
 mod helpers;
 mod http;
 mod login;
+mod profile;
 mod secrets;
 mod store;
 mod wechat_flows;

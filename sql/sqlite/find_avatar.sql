@@ -1,0 +1,1 @@
+SELECT content_type, bytes FROM avatar WHERE hash = ?

@@ -1,0 +1,192 @@
+//! Today's profile flow: the user types a nickname (`<input type="nickname">`) and picks an
+//! avatar (`<button open-type="chooseAvatar">`), and the mini-program sends both here, since
+//! `wx.getUserProfile` has returned an anonymous profile since late 2022.
+
+use crate::avatar::Avatar;
+use crate::error::Error;
+use crate::store::{Profile, User, UserStore};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// WeChat's own nickname input allows about this many characters.
+pub const MAX_NICKNAME_CHARS: usize = 64;
+
+/// Reads `PUT /api/me`'s JSON body: `{"nickName": …, "gender": 0|1|2}` (gender optional).
+pub fn parse_update(body: &[u8]) -> Result<Profile, Error> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| Error::BadRequest("the body is not valid JSON".into()))?;
+    let Value::Object(fields) = value else {
+        return Err(Error::BadRequest("the body must be a JSON object".into()));
+    };
+    let nick_name = match fields.get("nickName") {
+        Some(Value::String(s)) => validate_nickname(s)?,
+        None | Some(Value::Null) => {
+            return Err(Error::BadRequest("nickName is missing".into()));
+        }
+        Some(_) => return Err(Error::BadRequest("nickName must be a string".into())),
+    };
+    let gender = match fields.get("gender") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(g @ 0..=2) => Some(g),
+            _ => {
+                return Err(Error::BadRequest(
+                    "gender must be 0 (unknown), 1 (male) or 2 (female)".into(),
+                ))
+            }
+        },
+    };
+    Ok(Profile {
+        nick_name: Some(nick_name),
+        avatar_url: None,
+        gender,
+    })
+}
+
+/// Trimmed, non-empty, at most 64 characters (Unicode scalar values, not bytes: an emoji is
+/// one), and no control characters.
+pub fn validate_nickname(raw: &str) -> Result<String, Error> {
+    let nick = raw.trim();
+    if nick.is_empty() {
+        return Err(Error::BadRequest("nickName is empty".into()));
+    }
+    if nick.chars().count() > MAX_NICKNAME_CHARS {
+        return Err(Error::BadRequest(format!(
+            "nickName is longer than {MAX_NICKNAME_CHARS} characters"
+        )));
+    }
+    if nick.chars().any(char::is_control) {
+        return Err(Error::BadRequest(
+            "nickName must not contain control characters".into(),
+        ));
+    }
+    Ok(nick.to_string())
+}
+
+/// The user as every profile endpoint shows it, with WeChat's field names.
+pub fn user_json(user: &User) -> Value {
+    json!({
+        "openid": user.openid,
+        "unionid": user.unionid,
+        "nickName": user.profile.nick_name,
+        "avatarUrl": user.profile.avatar_url,
+        "gender": user.profile.gender,
+        "phoneNumber": user.phone.as_ref().map(|p| &p.phone_number),
+        "purePhoneNumber": user.phone.as_ref().map(|p| &p.pure_phone_number),
+        "countryCode": user.phone.as_ref().map(|p| &p.country_code),
+    })
+}
+
+/// Reads and writes users' profiles.
+pub struct ProfileService {
+    store: Arc<dyn UserStore>,
+    /// Prefix of avatar URLs, without a trailing slash.
+    public_url: String,
+}
+
+impl ProfileService {
+    pub fn new(store: Arc<dyn UserStore>, public_url: String) -> ProfileService {
+        ProfileService { store, public_url }
+    }
+
+    /// The stored user; a valid token for a deleted user is treated as a stale login.
+    pub fn user(&self, openid: &str) -> Result<User, Error> {
+        self.store.find_user(openid)?.ok_or(Error::Unauthorized(
+            "this user no longer exists; log in again",
+        ))
+    }
+
+    /// Applies the fields of `profile` that are set, and returns the updated user.
+    pub fn update(&self, openid: &str, profile: &Profile) -> Result<User, Error> {
+        if !self.store.update_profile(openid, profile)? {
+            return Err(Error::Unauthorized(
+                "this user no longer exists; log in again",
+            ));
+        }
+        self.user(openid)
+    }
+
+    /// Stores the image (once per content) and points the user's avatar at its public URL.
+    pub fn set_avatar(&self, openid: &str, avatar: &Avatar) -> Result<User, Error> {
+        self.store.put_avatar(
+            &avatar.hash,
+            avatar.image_type.content_type(),
+            &avatar.bytes,
+        )?;
+        let url = format!("{}/avatars/{}", self.public_url, avatar.file_name());
+        self.update(
+            openid,
+            &Profile {
+                avatar_url: Some(url),
+                ..Profile::default()
+            },
+        )
+    }
+
+    /// The image stored under `hash`, with its content type.
+    pub fn avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, Error> {
+        Ok(self.store.find_avatar(hash)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames_are_trimmed_and_counted_in_characters() {
+        let emoji_64 = "😀".repeat(64);
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("  小明 😀  ", Ok("小明 😀")),
+            (&emoji_64, Ok(&emoji_64)),
+            ("", Err("nickName is empty")),
+            ("   ", Err("nickName is empty")),
+            (
+                "a\u{0007}b",
+                Err("nickName must not contain control characters"),
+            ),
+            (
+                "line\nbreak",
+                Err("nickName must not contain control characters"),
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = validate_nickname(input).map_err(|e| e.client_message());
+            assert_eq!(
+                got.as_deref().map_err(|e| e.as_str()),
+                *expected,
+                "input {input:?}"
+            );
+        }
+        let too_long = "😀".repeat(65);
+        assert!(validate_nickname(&too_long).is_err(), "65 emoji");
+    }
+
+    #[test]
+    fn update_bodies_are_validated() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (br#"{"nickName":"Ann","gender":2}"#, None),
+            (br#"{"nickName":"Ann"}"#, None),
+            (br#"{"gender":2}"#, Some("nickName is missing")),
+            (br#"{"nickName":5}"#, Some("nickName must be a string")),
+            (br#"{"nickName":"A","gender":3}"#, Some("gender must be")),
+            (b"[]", Some("the body must be a JSON object")),
+            (b"{", Some("the body is not valid JSON")),
+        ];
+        for (body, error) in cases {
+            match (parse_update(body), error) {
+                (Ok(_), None) => {}
+                (Err(e), Some(want)) => assert!(
+                    e.client_message().starts_with(want),
+                    "{}: {}",
+                    String::from_utf8_lossy(body),
+                    e.client_message()
+                ),
+                (got, want) => panic!(
+                    "{}: got {got:?}, want {want:?}",
+                    String::from_utf8_lossy(body)
+                ),
+            }
+        }
+    }
+}
