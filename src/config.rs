@@ -160,6 +160,8 @@ pub struct Config {
     /// The address clients reach the service at (`WXLOGIN_PUBLIC_URL`), used to build avatar
     /// URLs; `None` means `http://` plus the bound address.
     pub public_url: Option<String>,
+    /// How long a shutdown waits for requests in flight (`WXLOGIN_DRAIN_TIMEOUT`).
+    pub drain_timeout: Duration,
     /// How long a login code's successful outcome is remembered, so that a retry with the same
     /// code gets a fresh token instead of WeChat's "code been used". Zero turns it off.
     pub code_replay_window: Duration,
@@ -167,6 +169,9 @@ pub struct Config {
     /// local mock: tokens will not survive a restart, which `main` warns about.
     pub jwt_secret_generated: bool,
 }
+
+/// Default `WXLOGIN_DRAIN_TIMEOUT`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default `WXLOGIN_CODE_REPLAY_WINDOW`.
 pub const DEFAULT_CODE_REPLAY_WINDOW: Duration = Duration::from_secs(60);
@@ -269,6 +274,16 @@ impl Config {
             },
         };
 
+        let drain_timeout = match get("WXLOGIN_DRAIN_TIMEOUT") {
+            None => DEFAULT_DRAIN_TIMEOUT,
+            Some(text) => match parse_duration(&text) {
+                Some(d) if d <= Duration::from_secs(600) => d,
+                _ => return Err(format!(
+                    "WXLOGIN_DRAIN_TIMEOUT: {text:?} is not a duration; use one from 0s to 600s such as 10s (default 10s)"
+                )),
+            },
+        };
+
         let public_url = match get("WXLOGIN_PUBLIC_URL") {
             None => None,
             Some(url) => {
@@ -305,6 +320,7 @@ impl Config {
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
+            drain_timeout,
             public_url,
             jwt_secret_generated,
         })

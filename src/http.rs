@@ -22,11 +22,12 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tiny_http::{Header, Method, Request, Response};
 
 /// Workers only hold a small stack: handlers parse small bodies and make blocking calls.
@@ -61,13 +62,18 @@ struct App {
     request_ids: RequestIds,
 }
 
-/// A running server. Dropping it stops it.
+/// A running server. Dropping it shuts it down gracefully.
 pub struct Server {
     addr: SocketAddr,
     http: Arc<tiny_http::Server>,
+    /// Our handle on tiny_http's listening socket, to stop accepting at shutdown.
+    listener: TcpListener,
     store: Arc<dyn UserStore>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    /// Workers still running, to wait for them with a deadline.
+    running: Arc<(Mutex<usize>, Condvar)>,
+    drain_timeout: Duration,
 }
 
 impl Server {
@@ -86,13 +92,12 @@ impl Server {
         config: Config,
         store: Arc<dyn UserStore>,
     ) -> Result<Server, StartError> {
-        let http = tiny_http::Server::http(config.bind)
-            .map_err(|e| StartError::Bind(format!("{}: {e}", config.bind)))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| StartError::Bind("not an IP socket".into()))?;
-        let http = Arc::new(http);
+        let bind_error = |e: &dyn fmt::Display| StartError::Bind(format!("{}: {e}", config.bind));
+        let listener = TcpListener::bind(config.bind).map_err(|e| bind_error(&e))?;
+        let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
+        let our_handle = listener.try_clone().map_err(|e| bind_error(&e))?;
+        let http =
+            Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| bind_error(&e))?);
         let tokens = Arc::new(TokenIssuer::new(&config.jwt));
         let wechat = WechatClient::new(config.wechat.clone());
         // A request waiting on another's upstream call waits at most that call's own bound
@@ -122,22 +127,32 @@ impl Server {
             request_ids: RequestIds::new(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let running = Arc::new((Mutex::new(config.threads), Condvar::new()));
         let mut workers = Vec::with_capacity(config.threads);
         for n in 0..config.threads {
             let (http, app, stopping) = (http.clone(), app.clone(), stopping.clone());
+            let running = running.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("wxlogin-worker-{n}"))
                 .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || work(&http, &app, &stopping))
+                .spawn(move || {
+                    work(&http, &app, &stopping);
+                    let (count, changed) = &*running;
+                    *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                    changed.notify_all();
+                })
                 .map_err(|e| StartError::Bind(format!("cannot start worker threads: {e}")))?;
             workers.push(worker);
         }
         Ok(Server {
             addr,
             http,
+            listener: our_handle,
             store,
             workers,
             stopping,
+            running,
+            drain_timeout: config.drain_timeout,
         })
     }
 
@@ -156,42 +171,63 @@ impl Server {
         self.store.clone()
     }
 
-    /// Blocks while the server runs (until another thread stops it).
-    pub fn wait(mut self) {
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+    /// Stops accepting connections, lets the workers finish every request already received
+    /// for up to `WXLOGIN_DRAIN_TIMEOUT`, and returns whether they all finished in time.
+    pub fn shutdown(mut self) -> bool {
+        self.drain()
+    }
+
+    fn drain(&mut self) -> bool {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return true;
         }
-    }
-
-    /// Stops taking requests and waits for the workers to finish their current one.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
+        // Closing our handle on the listening socket makes tiny_http's accept() fail, so new
+        // connections are refused at once instead of queued behind the drain.
+        crate::logging::expect_closed_listener();
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        // Each worker leaves after an unblock; requests received before them are served first.
+        for _ in 0..self.workers.len() {
             self.http.unblock();
         }
+        let deadline = Instant::now() + self.drain_timeout;
+        let (count, changed) = &*self.running;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *running > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "shutdown: {} request(s) still running after the {:?} drain; leaving them",
+                    *running,
+                    self.drain_timeout
+                );
+                return false;
+            }
+            running = changed
+                .wait_timeout(running, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(running);
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+        true
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shutdown();
+        self.drain();
     }
 }
 
-/// One worker: take a request, answer it, repeat until the server stops.
+/// One worker: take a request, answer it, repeat until an unblock arrives after shutdown began.
 fn work(http: &tiny_http::Server, app: &App, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::SeqCst) {
+    loop {
         match http.recv() {
             Ok(request) => serve(app, request),
-            Err(e) if !stopping.load(Ordering::SeqCst) => log::warn!("accepting a request: {e}"),
-            Err(_) => break,
+            Err(_) if stopping.load(Ordering::SeqCst) => break,
+            Err(e) => log::warn!("receiving a request: {e}"),
         }
     }
 }

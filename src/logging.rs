@@ -5,6 +5,16 @@
 //! AppSecret, so ureq's records below `warn` are dropped here rather than trusted to `RUST_LOG`.
 
 use log::{Level, Log, Metadata, Record};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once shutdown closes the listening socket on purpose.
+static LISTENER_CLOSED_ON_PURPOSE: AtomicBool = AtomicBool::new(false);
+
+/// Says that the listening socket is being closed for shutdown, so tiny_http's "error accepting
+/// new client" that follows is expected and not an error worth an operator's attention.
+pub fn expect_closed_listener() {
+    LISTENER_CLOSED_ON_PURPOSE.store(true, Ordering::SeqCst);
+}
 
 /// Whether a record may be written at all. Tests install their capturing logger behind the same
 /// check, so they see exactly what production would write.
@@ -21,7 +31,9 @@ impl Log for SecretSafeLogger {
     }
 
     fn log(&self, record: &Record) {
-        if allowed(record.metadata()) {
+        let expected_accept_error = record.target().starts_with("tiny_http")
+            && LISTENER_CLOSED_ON_PURPOSE.load(Ordering::SeqCst);
+        if allowed(record.metadata()) && !expected_accept_error {
             self.0.log(record);
         }
     }

@@ -1,5 +1,8 @@
-//! The `wxlogin` binary: read the configuration, open the store, serve.
+//! The `wxlogin` binary: read the configuration, open the store, serve until SIGTERM or SIGINT,
+//! then drain requests in flight and exit 0.
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,6 +21,14 @@ fn main() -> ExitCode {
             config.wechat.api_base
         );
     }
+    // Registered before serving, so a signal during start-up is not lost.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::error!("cannot handle SIGTERM/SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     log::info!(
         "starting: bind={} threads={} upstream={} database={:?}",
         config.bind,
@@ -25,15 +36,20 @@ fn main() -> ExitCode {
         config.wechat.api_base,
         config.database_url
     );
-    match wxlogin::Server::start(config) {
-        Ok(server) => {
-            log::info!("listening on {}", server.url());
-            server.wait();
-            ExitCode::SUCCESS
-        }
+    let drain = config.drain_timeout;
+    let server = match wxlogin::Server::start(config) {
+        Ok(server) => server,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    log::info!("listening on {}", server.url());
+    if let Some(signal) = signals.forever().next() {
+        log::info!("received signal {signal}: no new connections; draining requests in flight for up to {drain:?}");
     }
+    if server.shutdown() {
+        log::info!("stopped cleanly");
+    }
+    ExitCode::SUCCESS
 }

@@ -11,7 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::io::ErrorKind;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The pause before the one retry: at least this long…
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
+/// …plus up to this many random milliseconds, so retries from many requests spread out.
+const RETRY_PAUSE_JITTER_MS: u64 = 100;
+/// A retry needs at least this much of the budget left to be worth making.
+const RETRY_MIN_BUDGET: Duration = Duration::from_millis(200);
 
 /// Upstream answers are a few hundred bytes; anything near this is not WeChat.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
@@ -87,15 +94,20 @@ impl WechatClient {
     /// Exchanges a `wx.login()` code for the user's openid and session_key.
     pub fn code2session(&self, code: &str) -> Result<Session, WechatError> {
         let url = format!("{}/sns/jscode2session", self.config.api_base);
-        let response = self
-            .agent
-            .get(&url)
-            .query("appid", &self.config.appid)
-            .query("secret", self.config.secret.expose())
-            .query("js_code", code)
-            .query("grant_type", "authorization_code")
-            .call();
-        let answer: Code2SessionAnswer = read_answer(response)?;
+        let answer: Code2SessionAnswer = self.with_retry(|budget| {
+            read_answer(
+                self.agent
+                    .get(&url)
+                    .query("appid", &self.config.appid)
+                    .query("secret", self.config.secret.expose())
+                    .query("js_code", code)
+                    .query("grant_type", "authorization_code")
+                    .config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .call(),
+            )
+        })?;
         match (answer.openid, answer.session_key) {
             (Some(openid), Some(session_key)) if !openid.is_empty() && !session_key.is_empty() => {
                 Ok(Session {
@@ -110,6 +122,40 @@ impl WechatClient {
         }
     }
 
+    /// Runs `call` with the time left of the `WECHAT_TIMEOUT` budget, and once more after a short
+    /// jittered pause when WeChat said "busy" (-1) or could not be reached, provided the budget
+    /// still leaves room. Everything else is final at once.
+    fn with_retry<T>(
+        &self,
+        call: impl Fn(Duration) -> Result<T, WechatError>,
+    ) -> Result<T, WechatError> {
+        let deadline = Instant::now() + self.config.timeout;
+        let first = call(self.config.timeout);
+        let retryable = matches!(
+            first,
+            Err(WechatError::Rejected { errcode: -1, .. }) | Err(WechatError::Unreachable(_))
+        );
+        if !retryable {
+            return first;
+        }
+        let pause = RETRY_PAUSE_MIN
+            + Duration::from_millis(getrandom::u64().unwrap_or(0) % RETRY_PAUSE_JITTER_MS);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < pause + RETRY_MIN_BUDGET {
+            return first;
+        }
+        log::debug!(
+            "WeChat call failed ({}); retrying once",
+            first
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        std::thread::sleep(pause);
+        call(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Fetches an access_token from `/cgi-bin/stable_token` in normal mode, which hands every
     /// caller the same valid token instead of invalidating the previous one (as `/cgi-bin/token`
     /// does), so several wxlogin processes can each fetch it.
@@ -121,7 +167,16 @@ impl WechatClient {
             "secret": self.config.secret.expose(),
             "force_refresh": false,
         });
-        let answer: StableTokenAnswer = read_answer(self.agent.post(&url).send_json(&body))?;
+        let answer: StableTokenAnswer = self.with_retry(|budget| {
+            read_answer(
+                self.agent
+                    .post(&url)
+                    .config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .send_json(&body),
+            )
+        })?;
         match (answer.access_token, answer.expires_in) {
             (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
                 Ok(AccessToken {
@@ -144,12 +199,17 @@ impl WechatClient {
     ) -> Result<PhoneNumber, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.config.api_base);
         let body = serde_json::json!({ "code": code, "openid": openid });
-        let answer: PhoneAnswer = read_answer(
-            self.agent
-                .post(&url)
-                .query("access_token", access_token.expose())
-                .send_json(&body),
-        )?;
+        let answer: PhoneAnswer = self.with_retry(|budget| {
+            read_answer(
+                self.agent
+                    .post(&url)
+                    .query("access_token", access_token.expose())
+                    .config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .send_json(&body),
+            )
+        })?;
         answer
             .phone_info
             .filter(|p| !p.phone_number.is_empty())

@@ -203,6 +203,18 @@ impl FakeWechat {
         FakeWechat { runtime, server }
     }
 
+    /// The next jscode2session call (only) gets this answer; mount before the general one.
+    pub fn answer_jscode2session_once(&self, template: ResponseTemplate) {
+        self.runtime.block_on(
+            Mock::given(wiremock::matchers::method("GET"))
+                .and(wiremock::matchers::path("/sns/jscode2session"))
+                .respond_with(template)
+                .up_to_n_times(1)
+                .with_priority(1)
+                .mount(&self.server),
+        );
+    }
+
     /// Every jscode2session call gets this answer.
     pub fn answer_jscode2session(&self, template: ResponseTemplate) {
         self.runtime.block_on(
@@ -374,6 +386,11 @@ pub fn spawn_app_with_mock(mock: &MockWechat, db: &TestDb) -> TestApp {
 }
 
 impl TestApp {
+    /// Shuts the server down as SIGTERM would; whether every request finished in time.
+    pub fn shutdown(self) -> bool {
+        self._server.shutdown()
+    }
+
     fn new(server: Server, secrets: Secrets) -> TestApp {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -1,0 +1,229 @@
+//! Faults the service must survive: a panicking handler, WeChat busy or unreachable for a
+//! moment, and shutdown with requests in flight (in-process and via SIGTERM to the binary).
+
+use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, TestDb};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use wiremock::ResponseTemplate;
+use wxlogin::config::Secret;
+use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
+use wxlogin::wechat::PhoneNumber;
+
+fn session(openid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"openid": openid, "session_key": "a2V5"}))
+}
+
+/// A store with a bug: every write panics.
+struct PanickingStore;
+
+impl UserStore for PanickingStore {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<(), StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
+        Ok(None)
+    }
+    fn find_session_key(&self, _: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(None)
+    }
+    fn set_phone(&self, _: &str, _: &PhoneNumber) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn update_profile(&self, _: &str, _: &Profile) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(None)
+    }
+    fn count_users(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_handler_becomes_a_500_and_every_worker_lives_on() {
+    capture_logs();
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-panic"));
+    let db = TestDb::sqlite();
+    let app = AppBuilder::new(&wechat.uri(), &db, Secrets::unique())
+        .var("WXLOGIN_THREADS", "4")
+        .var("WXLOGIN_CODE_REPLAY_WINDOW", "0")
+        .start_with_store(Arc::new(PanickingStore));
+
+    // More panics than workers: if a panic killed its worker, the last ones would hang.
+    for n in 0..12 {
+        let answer = app.post_form("/api/wxuser", &[("code", &format!("c{n}"))]);
+        assert_eq!(answer.status, 500, "request {n}: {}", answer.text);
+        assert_eq!(answer.body["message"], "internal error");
+    }
+    assert_eq!(app.get("/healthz", None).status, 200);
+}
+
+#[test]
+fn wechat_busy_once_is_retried_and_the_login_succeeds() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session_once(
+        ResponseTemplate::new(200).set_body_json(json!({"errcode": -1, "errmsg": "system error"})),
+    );
+    wechat.answer_jscode2session(session("o-retry"));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+
+    let answer = app.post_form("/api/wxuser", &[("code", "c-retry")]);
+
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(wechat.received_queries().len(), 2, "one retry");
+}
+
+#[test]
+fn other_wechat_errors_are_answered_at_once_without_a_retry() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(
+        ResponseTemplate::new(200).set_body_json(json!({"errcode": 45011, "errmsg": "limit"})),
+    );
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+
+    let answer = app.post_form("/api/wxuser", &[("code", "c-once")]);
+
+    assert_eq!(answer.status, 429, "{}", answer.text);
+    assert_eq!(wechat.received_queries().len(), 1, "no retry");
+}
+
+/// Polls until WeChat has seen `n` requests, so the test knows a login is in flight.
+fn wait_for_upstream_calls(wechat: &FakeWechat, n: usize) {
+    for _ in 0..1000 {
+        if wechat.received_queries().len() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the login never reached WeChat");
+}
+
+/// POSTs a login from another thread, independent of the `TestApp` (which shutdown consumes).
+fn login_in_background(url: &str, code: &str) -> std::thread::JoinHandle<(u16, String)> {
+    let (url, code) = (url.to_string(), code.to_string());
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("{url}/api/wxuser"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("code={code}"))
+            .expect("the server answers the login in flight");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    })
+}
+
+#[test]
+fn shutdown_finishes_a_login_in_flight_and_then_refuses_connections() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-drain").set_delay(Duration::from_millis(800)));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let (store, url) = (app.store.clone(), app.url.clone());
+    let login = login_in_background(&url, "c-drain");
+    wait_for_upstream_calls(&wechat, 1);
+
+    let clean = app.shutdown();
+    let (status, text) = login.join().unwrap();
+
+    assert!(clean, "the drain finished in time");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        store.find_user("o-drain").unwrap().is_some(),
+        "its row is committed"
+    );
+    assert!(
+        ureq::get(format!("{url}/healthz")).call().is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[test]
+fn shutdown_gives_up_on_requests_slower_than_the_drain_timeout() {
+    capture_logs();
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-slow").set_delay(Duration::from_secs(4)));
+    let db = TestDb::sqlite();
+    let app = AppBuilder::new(&wechat.uri(), &db, Secrets::unique())
+        .var("WECHAT_TIMEOUT", "10s")
+        .var("WXLOGIN_DRAIN_TIMEOUT", "1s")
+        .start();
+    let login = login_in_background(&app.url, "c-slow");
+    wait_for_upstream_calls(&wechat, 1);
+
+    assert!(
+        !app.shutdown(),
+        "shutdown reports the request it left behind"
+    );
+    drop(login);
+}
+
+#[test]
+fn sigterm_drains_the_binary_and_it_exits_0() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-sigterm").set_delay(Duration::from_millis(800)));
+    let db = TestDb::sqlite();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .env_clear()
+        .env("WXLOGIN_BIND", "127.0.0.1:0")
+        .env("WXLOGIN_THREADS", "8")
+        .env("WECHAT_API_BASE", wechat.uri())
+        .env("WECHAT_APPID", "wxsigterm")
+        .env("WECHAT_SECRET", "s")
+        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .env("DATABASE_URL", db.url_text())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the wxlogin binary");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "wxlogin exited early"
+        );
+        if let Some(at) = line.find("listening on ") {
+            break line[at + "listening on ".len()..].trim().to_string();
+        }
+    };
+    let login = login_in_background(&url, "c-sigterm");
+    wait_for_upstream_calls(&wechat, 1);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (status, text) = login.join().unwrap();
+    let exit = child.wait().unwrap();
+
+    assert!(killed.success());
+    assert_eq!(status, 200, "{text}");
+    assert!(exit.success(), "exit status {exit:?}");
+    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("stopped cleanly")),
+        "{rest:?}"
+    );
+    assert!(!rest.iter().any(|l| l.contains("ERROR")), "{rest:?}");
+}
