@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::login::ProfileStatus;
 use crate::login::{BodyFields, LoginRequest, LoginService};
+use crate::metrics::Metrics;
 use crate::phone::PhoneService;
 use crate::profile::{self, ProfileService};
 use crate::store::User;
@@ -58,6 +59,7 @@ struct App {
     profiles: ProfileService,
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
+    metrics: Arc<Metrics>,
     max_body_bytes: usize,
     request_ids: RequestIds,
 }
@@ -99,7 +101,8 @@ impl Server {
         let http =
             Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| bind_error(&e))?);
         let tokens = Arc::new(TokenIssuer::new(&config.jwt));
-        let wechat = WechatClient::new(config.wechat.clone());
+        let metrics = Arc::new(Metrics::new());
+        let wechat = WechatClient::new(config.wechat.clone(), metrics.clone());
         // A request waiting on another's upstream call waits at most that call's own bound
         // (plus a database round trip's worth of margin).
         let wait_limit = config.wechat.timeout * 2 + StoreOptions::default().timeout;
@@ -123,6 +126,7 @@ impl Server {
             ),
             tokens,
             store: store.clone(),
+            metrics,
             max_body_bytes: config.max_body_bytes,
             request_ids: RequestIds::new(),
         });
@@ -273,10 +277,7 @@ fn serve(app: &App, mut request: Request) {
     let started = Instant::now();
     let id = app.request_ids.next(&request);
     let method = request.method().clone();
-    let client = request
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "-".into());
+    let client = client_address(&request);
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let route = route_name(&path);
 
@@ -287,6 +288,12 @@ fn serve(app: &App, mut request: Request) {
         Ok(Ok(reply)) => reply,
         Ok(Err(error)) => {
             log_failure(&id, route, &error);
+            if let Error::Store(e) = &error {
+                app.metrics.count_db_error(match e {
+                    StoreError::Unavailable(_) => "unavailable",
+                    StoreError::Query(_) => "query",
+                });
+            }
             Reply::error(&error)
         }
         Err(panic) => {
@@ -312,11 +319,26 @@ fn serve(app: &App, mut request: Request) {
     if let Err(e) = request.respond(response) {
         log::debug!("{id} could not send the answer: {e}");
     }
+    let took = started.elapsed();
+    app.metrics.observe_request(route, status, took);
     log::info!(
         target: "wxlogin::access",
         "{id} {method} {route} {status} {:.1}ms {client}",
-        started.elapsed().as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0
     );
+}
+
+/// The client's address for the log: the peer, or, when the peer is a proxy on this machine,
+/// the address it passed in `X-Real-IP` (see deploy/nginx). Other peers cannot set it.
+fn client_address(request: &Request) -> String {
+    match request.remote_addr() {
+        Some(peer) if peer.ip().is_loopback() => header_value(request, "X-Real-IP")
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| peer.to_string()),
+        Some(peer) => peer.to_string(),
+        None => "-".into(),
+    }
 }
 
 /// A fixed label per route, so logs and metrics never carry arbitrary client paths.
@@ -329,6 +351,7 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/avatars/") => "/avatars/{file}",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
         _ => "(unmatched)",
     }
 }
@@ -356,7 +379,14 @@ fn route_request(app: &App, request: &mut Request, path: &str, id: &str) -> Resu
             app.store.ping()?;
             Ok(Reply::ok(json!({"status": 200, "message": "ready"})))
         }
+        ("/metrics", Method::Get) => Ok(Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: app.metrics.render(app.store.pool_usage()).into_bytes(),
+            headers: vec![("Cache-Control", "no-store".into())],
+        }),
         ("/healthz" | "/readyz", _) => Err(Error::MethodNotAllowed { allow: "GET, HEAD" }),
+        ("/metrics", _) => Err(Error::MethodNotAllowed { allow: "GET" }),
         _ => Err(Error::NotFound),
     }
 }

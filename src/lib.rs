@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod login;
+pub mod metrics;
 pub mod opendata;
 pub mod phone;
 pub mod profile;

@@ -6,11 +6,13 @@
 //! error into a message: causes are reduced to their kind before they leave this module.
 
 use crate::config::{Secret, WechatConfig};
+use crate::metrics::Metrics;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The pause before the one retry: at least this long…
@@ -75,10 +77,11 @@ struct Code2SessionAnswer {
 pub struct WechatClient {
     agent: ureq::Agent,
     config: WechatConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl WechatClient {
-    pub fn new(config: WechatConfig) -> WechatClient {
+    pub fn new(config: WechatConfig, metrics: Arc<Metrics>) -> WechatClient {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .timeout_connect(Some(config.timeout))
@@ -88,13 +91,17 @@ impl WechatClient {
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        WechatClient { agent, config }
+        WechatClient {
+            agent,
+            config,
+            metrics,
+        }
     }
 
     /// Exchanges a `wx.login()` code for the user's openid and session_key.
     pub fn code2session(&self, code: &str) -> Result<Session, WechatError> {
         let url = format!("{}/sns/jscode2session", self.config.api_base);
-        let answer: Code2SessionAnswer = self.with_retry(|budget| {
+        let answer: Code2SessionAnswer = self.with_retry("jscode2session", |budget| {
             read_answer(
                 self.agent
                     .get(&url)
@@ -127,9 +134,25 @@ impl WechatClient {
     /// still leaves room. Everything else is final at once.
     fn with_retry<T>(
         &self,
+        endpoint: &str,
         call: impl Fn(Duration) -> Result<T, WechatError>,
     ) -> Result<T, WechatError> {
         let deadline = Instant::now() + self.config.timeout;
+        let call = |budget| {
+            let started = Instant::now();
+            let result = call(budget);
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(WechatError::Rejected { errcode, .. }) => format!("errcode_{errcode}"),
+                Err(WechatError::Status(_)) => "http_status".into(),
+                Err(WechatError::BadAnswer(_)) => "bad_answer".into(),
+                Err(WechatError::Unreachable(_)) => "unreachable".into(),
+                Err(WechatError::Timeout) => "timeout".into(),
+            };
+            self.metrics
+                .observe_upstream(endpoint, &outcome, started.elapsed());
+            result
+        };
         let first = call(self.config.timeout);
         let retryable = matches!(
             first,
@@ -167,7 +190,7 @@ impl WechatClient {
             "secret": self.config.secret.expose(),
             "force_refresh": false,
         });
-        let answer: StableTokenAnswer = self.with_retry(|budget| {
+        let answer: StableTokenAnswer = self.with_retry("stable_token", |budget| {
             read_answer(
                 self.agent
                     .post(&url)
@@ -199,7 +222,7 @@ impl WechatClient {
     ) -> Result<PhoneNumber, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.config.api_base);
         let body = serde_json::json!({ "code": code, "openid": openid });
-        let answer: PhoneAnswer = self.with_retry(|budget| {
+        let answer: PhoneAnswer = self.with_retry("getuserphonenumber", |budget| {
             read_answer(
                 self.agent
                     .post(&url)

@@ -89,6 +89,9 @@ pub trait UserStore: Send + Sync {
     /// The number of stored users (for tests and operators).
     fn count_users(&self) -> Result<u64, StoreError>;
 
+    /// Connections lent out now, and the most the pool will hold (for metrics).
+    fn pool_usage(&self) -> (usize, usize);
+
     /// Cheap round trip proving the database answers.
     fn ping(&self) -> Result<(), StoreError>;
 }

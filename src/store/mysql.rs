@@ -11,6 +11,7 @@ use crate::wechat::PhoneNumber;
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SCHEMA: &str = include_str!("../../sql/mysql/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
@@ -43,6 +44,35 @@ type UserRow = (
 pub struct MysqlStore {
     pool: Pool,
     options: StoreOptions,
+    /// The pool's own limit (from the URL's `pool_max` or the options).
+    max: usize,
+    /// Connections lent out now; the mysql crate does not report it.
+    in_use: AtomicUsize,
+}
+
+/// A pooled connection on loan, counted while it is out.
+struct Checkout<'a> {
+    conn: PooledConn,
+    in_use: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = PooledConn;
+    fn deref(&self) -> &PooledConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut PooledConn {
+        &mut self.conn
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl MysqlStore {
@@ -60,7 +90,8 @@ impl MysqlStore {
         } else {
             options.max_connections
         };
-        let constraints = PoolConstraints::new(0, max.max(1)).expect("0 <= max");
+        let max = max.max(1);
+        let constraints = PoolConstraints::new(0, max).expect("0 <= max");
         let builder = OptsBuilder::from_opts(opts)
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             .tcp_connect_timeout(Some(options.timeout))
@@ -70,7 +101,12 @@ impl MysqlStore {
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
             .init(vec!["SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"]);
         let pool = Pool::new(builder).map_err(classify)?;
-        let store = MysqlStore { pool, options };
+        let store = MysqlStore {
+            pool,
+            options,
+            max,
+            in_use: AtomicUsize::new(0),
+        };
         store.apply_schema()?;
         Ok(store)
     }
@@ -89,10 +125,16 @@ impl MysqlStore {
         Ok(())
     }
 
-    fn conn(&self) -> Result<PooledConn, StoreError> {
-        self.pool
+    fn conn(&self) -> Result<Checkout<'_>, StoreError> {
+        let conn = self
+            .pool
             .try_get_conn(self.options.timeout)
-            .map_err(classify)
+            .map_err(classify)?;
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        Ok(Checkout {
+            conn,
+            in_use: &self.in_use,
+        })
     }
 }
 
@@ -199,6 +241,10 @@ impl UserStore for MysqlStore {
             .query_first("SELECT COUNT(*) FROM wxuser")
             .map_err(classify)?;
         Ok(n.unwrap_or(0))
+    }
+
+    fn pool_usage(&self) -> (usize, usize) {
+        (self.in_use.load(Ordering::Relaxed), self.max)
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -257,6 +257,14 @@ impl UserStore for SqliteStore {
             .map_err(classify)
     }
 
+    fn pool_usage(&self) -> (usize, usize) {
+        let pool = self.lock_pool();
+        (
+            pool.open - pool.idle.len(),
+            self.options.max_connections.max(1),
+        )
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.conn()?
             .query_row("SELECT 1", [], |_| Ok(()))

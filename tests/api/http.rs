@@ -186,6 +186,9 @@ impl UserStore for DownStore {
     fn count_users(&self) -> Result<u64, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
+    fn pool_usage(&self) -> (usize, usize) {
+        (0, 1)
+    }
     fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
@@ -205,4 +208,62 @@ fn login_returns_503_without_a_token_when_the_database_is_unavailable() {
     assert!(answer.body.get("token").is_none());
     assert_eq!(app.get("/readyz", None).status, 503);
     assert_eq!(app.get("/healthz", None).status, 200);
+}
+
+#[test]
+fn metrics_count_requests_upstream_calls_and_show_the_build() {
+    let wechat = wechat_for("o-metrics");
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    app.login("c-metrics");
+    app.get("/api/me", Some("Bearer nope"));
+
+    let answer = app.get_bytes("/metrics", &[]);
+
+    assert_eq!(answer.0, 200);
+    assert!(answer.2["content-type"].starts_with("text/plain"));
+    let text = String::from_utf8(answer.1).unwrap();
+    for expected in [
+        r#"wxlogin_http_requests_total{route="/api/wxuser",status="200"} 1"#,
+        r#"wxlogin_http_requests_total{route="/api/me",status="401"} 1"#,
+        r#"wxlogin_http_request_duration_seconds_bucket{route="/api/wxuser",le="10"} 1"#,
+        r#"wxlogin_upstream_requests_total{endpoint="jscode2session",outcome="ok"} 1"#,
+        r#"wxlogin_upstream_request_duration_seconds_count{endpoint="jscode2session"} 1"#,
+        "wxlogin_db_connections_in_use 0",
+        "wxlogin_db_connections_max ",
+        r#"wxlogin_build_info{version=""#,
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    for secret in [&app.secrets.wechat_secret, &app.secrets.jwt_secret] {
+        assert!(!text.contains(secret.as_str()));
+    }
+}
+
+#[test]
+fn every_request_leaves_one_access_log_line_with_its_request_id() {
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+    let id = format!("test-{}", wxlogin::config::random_hex(6));
+
+    let answer = app.send(
+        "GET",
+        "/healthz",
+        &[("X-Request-Id", &id), ("X-Real-IP", "203.0.113.7")],
+        None,
+        b"",
+    );
+
+    assert_eq!(answer.headers["x-request-id"], id, "the proxy's id is kept");
+    let lines: Vec<String> = crate::helpers::logged_lines()
+        .into_iter()
+        .filter(|l| l.contains("wxlogin::access") && l.contains(&id))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("GET /healthz 200"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("203.0.113.7"),
+        "real client address from a local proxy: {}",
+        lines[0]
+    );
 }

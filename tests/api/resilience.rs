@@ -44,6 +44,9 @@ impl UserStore for PanickingStore {
     fn count_users(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    fn pool_usage(&self) -> (usize, usize) {
+        (0, 1)
+    }
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
