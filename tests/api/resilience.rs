@@ -230,3 +230,91 @@ fn sigterm_drains_the_binary_and_it_exits_0() {
     );
     assert!(!rest.iter().any(|l| l.contains("ERROR")), "{rest:?}");
 }
+
+/// A TCP forwarder to the database that a test can cut and restore, to play an outage without
+/// stopping the server that other tests share.
+struct CuttableLink {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CuttableLink {
+    fn to(target: std::net::SocketAddr) -> CuttableLink {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = CuttableLink {
+            addr: listener.local_addr().unwrap(),
+            cut: Arc::default(),
+            open: Arc::default(),
+        };
+        let (cut, open) = (link.cut.clone(), link.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut open = open.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                open.extend([client, server]);
+            }
+        });
+        link
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn database_outage_gives_503_and_service_resumes_without_a_restart() {
+    let Some(db) = TestDb::mysql() else { return };
+    let url = db.url_text();
+    let (_, rest) = url.split_once('@').unwrap();
+    let (host, name) = rest.split_once('/').unwrap();
+    let link = CuttableLink::to(host.parse().unwrap());
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-outage"));
+    capture_logs();
+    let app = AppBuilder::new(&wechat.uri(), &db, Secrets::unique())
+        // Through the link only: the mysql crate would otherwise switch to the local socket.
+        .var(
+            "DATABASE_URL",
+            &format!("mysql://root@{}/{name}?prefer_socket=false", link.addr),
+        )
+        .var("WXLOGIN_CODE_REPLAY_WINDOW", "0")
+        .start();
+    assert_eq!(app.post_form("/api/wxuser", &[("code", "c1")]).status, 200);
+
+    link.cut();
+    let during = app.post_form("/api/wxuser", &[("code", "c2")]);
+    let ready = app.get("/readyz", None);
+    let healthy = app.get("/healthz", None);
+    link.restore();
+    let after = app.post_form("/api/wxuser", &[("code", "c3")]);
+
+    assert_eq!(during.status, 503, "{}", during.text);
+    assert!(during.body.get("token").is_none(), "no token without a committed row");
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(healthy.status, 200);
+    assert_eq!(after.status, 200, "resumed: {}", after.text);
+}
