@@ -6,6 +6,7 @@ mod helpers;
 mod http;
 mod login;
 mod profile;
+mod properties;
 mod resilience;
 mod secrets;
 mod store;

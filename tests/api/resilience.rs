@@ -313,7 +313,10 @@ fn database_outage_gives_503_and_service_resumes_without_a_restart() {
     let after = app.post_form("/api/wxuser", &[("code", "c3")]);
 
     assert_eq!(during.status, 503, "{}", during.text);
-    assert!(during.body.get("token").is_none(), "no token without a committed row");
+    assert!(
+        during.body.get("token").is_none(),
+        "no token without a committed row"
+    );
     assert_eq!(ready.status, 503, "{}", ready.text);
     assert_eq!(healthy.status, 200);
     assert_eq!(after.status, 200, "resumed: {}", after.text);
