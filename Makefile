@@ -6,10 +6,10 @@ BIND        ?= 127.0.0.1:8888
 MOCK_BIND   ?= 127.0.0.1:9999
 DATABASE_URL ?= sqlite://wxlogin.db
 
-.PHONY: help run build test fmt lint clean
+.PHONY: help run build test test-client fuzz fmt lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## Build release binaries (wxlogin and mock-wechat)
 	cargo build --release --workspace
@@ -28,8 +28,21 @@ run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stop
 	WECHAT_APPID=wx1234567890abcdef WECHAT_SECRET=0123456789abcdef0123456789abcdef \
 	DATABASE_URL=$(DATABASE_URL) ./target/release/wxlogin
 
-test: ## Run every test (MariaDB suites use WXLOGIN_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306)
+test: ## Run every test: Rust suites, then the mini-program client tests (MariaDB at WXLOGIN_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306)
 	cargo test --workspace
+	cargo build --workspace
+	node --test --test-reporter=spec tests/client/
+
+test-client: ## Run only the mini-program client tests (Node)
+	cargo build --workspace
+	node --test --test-reporter=spec tests/client/
+
+FUZZ_SECONDS ?= 30
+fuzz: ## Fuzz every parser for FUZZ_SECONDS (30) each; installs cargo-fuzz if missing
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $$(cargo fuzz list); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -1,0 +1,105 @@
+// The mini-program project as WeChat DevTools will open it: the JSON files parse, every page
+// listed in app.json has its files, every require() is a relative path that exists, the WXML is
+// balanced, and every event handler the WXML names is a function of its page.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { createWx } from './support/wx.mjs';
+import { launch } from './support/miniprogram.mjs';
+import { MINIPROGRAM_ROOT } from './support/servers.mjs';
+
+const root = MINIPROGRAM_ROOT;
+const read = (rel) => readFileSync(path.join(root, rel), 'utf8');
+const readJson = (rel) => JSON.parse(read(rel));
+
+function filesUnder(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const file = path.join(dir, name);
+    return statSync(file).isDirectory() ? filesUnder(file) : [file];
+  });
+}
+
+test('project.config.json, app.json, sitemap.json and page JSON parse', () => {
+  const project = readJson('project.config.json');
+  assert.equal(project.compileType, 'miniprogram');
+  assert.match(project.appid, /^(touristappid|wx[0-9a-f]{16})$/);
+  const app = readJson('app.json');
+  assert.ok(Array.isArray(app.pages) && app.pages.length > 0);
+  if (app.sitemapLocation) {
+    readJson(app.sitemapLocation);
+  }
+  for (const page of app.pages) {
+    for (const ext of ['js', 'wxml', 'json']) {
+      assert.ok(existsSync(path.join(root, `${page}.${ext}`)), `${page}.${ext} exists`);
+    }
+    readJson(`${page}.json`);
+  }
+  for (const file of ['app.js', 'app.wxss', 'config.js', 'utils/api.js']) {
+    assert.ok(existsSync(path.join(root, file)), `${file} exists`);
+  }
+});
+
+test('config.js is the one place the server URL is written', () => {
+  assert.match(read('config.js'), /baseUrl:\s*'http:\/\/127\.0\.0\.1:8888'/);
+  for (const file of filesUnder(root).filter((f) => f.endsWith('.js') && !f.endsWith('config.js'))) {
+    assert.doesNotMatch(readFileSync(file, 'utf8'), /https?:\/\//, `${path.relative(root, file)} names no URL`);
+  }
+});
+
+test('every require() is relative and resolves inside miniprogram/', () => {
+  for (const file of filesUnder(root).filter((f) => f.endsWith('.js'))) {
+    const source = readFileSync(file, 'utf8');
+    for (const [, spec] of source.matchAll(/require\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      assert.match(spec, /^\.\.?\//, `${path.relative(root, file)}: require('${spec}') must be relative`);
+      const target = path.resolve(path.dirname(file), spec.endsWith('.js') ? spec : `${spec}.js`);
+      assert.ok(target.startsWith(root + path.sep) && existsSync(target), `${path.relative(root, file)}: ${spec} exists`);
+    }
+  }
+});
+
+/** Checks that the tags of a WXML file nest properly; returns its opening tags. */
+function wxmlTags(source, name) {
+  const stack = [];
+  const tags = [];
+  const text = source.replace(/<!--[\s\S]*?-->/g, '');
+  for (const [whole, closing, tag, attributes, selfClosing] of text.matchAll(/<(\/?)([a-zA-Z][\w-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>/g)) {
+    if (closing) {
+      assert.equal(stack.pop(), tag, `${name}: </${tag}> closes the innermost open tag`);
+    } else {
+      tags.push({ tag, attributes, whole });
+      if (!selfClosing) {
+        stack.push(tag);
+      }
+    }
+  }
+  assert.deepEqual(stack, [], `${name}: every tag is closed`);
+  return tags;
+}
+
+test('WXML is balanced and its event handlers exist on the page', () => {
+  const app = readJson('app.json');
+  const { wx } = createWx({ mockBase: 'http://127.0.0.1:9', user: 'static' });
+  // Loading the files needs no server: the silent login fails in the background, harmlessly.
+  const run = launch({ wx, baseUrl: 'http://127.0.0.1:9' });
+  for (const route of app.pages) {
+    const tags = wxmlTags(read(`${route}.wxml`), `${route}.wxml`);
+    const page = run.openPage(route);
+    const handlers = tags.flatMap(({ attributes }) =>
+      [...attributes.matchAll(/\s(?:bind|catch)(?::)?([a-z]+)="([^"{}]+)"/g)].map(([, evt, fn]) => ({ evt, fn })));
+    assert.ok(handlers.length > 0);
+    for (const { evt, fn } of handlers) {
+      assert.equal(typeof page[fn], 'function', `${route}.wxml binds ${evt} to ${fn}, a method of the page`);
+    }
+  }
+});
+
+test('the index page has the three WeChat widgets wired as documented', () => {
+  const tags = wxmlTags(read('pages/index/index.wxml'), 'index.wxml');
+  const find = (pattern) => tags.find(({ attributes }) => pattern.test(attributes));
+  assert.match(find(/open-type="chooseAvatar"/)?.attributes ?? '', /bind:chooseavatar="onChooseAvatar"/);
+  const nickname = find(/type="nickname"/)?.attributes ?? '';
+  assert.match(nickname, /bindblur="onNickname"/);
+  assert.match(nickname, /bindconfirm="onNickname"/);
+  assert.match(find(/open-type="getPhoneNumber"/)?.attributes ?? '', /bindgetphonenumber="onGetPhoneNumber"/);
+});
