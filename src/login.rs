@@ -252,6 +252,20 @@ fn verify_material(
     Ok((profile, unionid))
 }
 
+/// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
+const ANONYMOUS_NICKNAME: &str = "微信用户";
+
+/// Drops WeChat's anonymous placeholder profile ("微信用户", the grey avatar, gender 0), which
+/// today's clients still send from `getUserProfile`: storing it would overwrite the nickname and
+/// avatar the user chose through `PUT /api/me` and `POST /api/me/avatar`.
+fn without_anonymous_placeholder(profile: Profile) -> Option<Profile> {
+    if profile.nick_name.as_deref() == Some(ANONYMOUS_NICKNAME) {
+        None
+    } else {
+        Some(profile)
+    }
+}
+
 /// What one upstream exchange produced, shared by every request that carried the same code.
 #[derive(Debug, Clone)]
 struct SharedLogin {
@@ -321,6 +335,7 @@ impl LoginService {
     fn exchange_and_store(&self, request: &LoginRequest) -> Result<SharedLogin, Error> {
         let session = self.wechat.code2session(&request.code)?;
         let (status, profile, decrypted_unionid) = self.judge_profile(request, &session)?;
+        let profile = profile.and_then(without_anonymous_placeholder);
         let unionid = session.unionid.clone().or(decrypted_unionid);
         self.store.upsert_login(&LoginRecord {
             openid: &session.openid,

@@ -216,7 +216,31 @@ fn avatar_url_uses_the_public_url() {
     );
 }
 
+fn anonymous_placeholder_profile_never_overwrites_the_chosen_one(db: &TestDb) {
+    let (mock, app, token) = logged_in(db);
+    app.send_json(
+        "PUT",
+        "/api/me",
+        &json!({"nickName": "Chosen", "gender": 2}),
+        Some(&token),
+    );
+    let url = upload(&app, Some(&token), "file", PNG).body["user"]["avatarUrl"].clone();
+    let placeholder = r#"{"nickName":"微信用户","gender":0,"language":"","city":"","province":"","country":"","avatarUrl":"https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132"}"#;
+
+    let login = app.post_form(
+        "/api/wxuser",
+        &[("code", &mock.new_code("pat")), ("userInfo", placeholder)],
+    );
+
+    assert_eq!(login.status, 200, "{}", login.text);
+    let me = app.get("/api/me", Some(&token));
+    assert_eq!(me.body["user"]["nickName"], "Chosen", "{}", db.backend);
+    assert_eq!(me.body["user"]["avatarUrl"], url);
+    assert_eq!(me.body["user"]["gender"], 2);
+}
+
 on_both_backends!(
+    anonymous_placeholder_profile_never_overwrites_the_chosen_one,
     emoji_nickname_is_stored_trimmed_and_read_back,
     nickname_updates_are_validated,
     avatar_upload_is_stored_once_and_served_with_cache_headers,
