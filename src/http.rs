@@ -75,6 +75,9 @@ pub struct Server {
     stopping: Arc<AtomicBool>,
     /// Workers still running, to wait for them with a deadline.
     running: Arc<(Mutex<usize>, Condvar)>,
+    /// Set when tiny_http's accept loop died (it stops for good on any accept error, such as
+    /// running out of file descriptors): the process can no longer serve and should exit.
+    listener_failed: Arc<AtomicBool>,
     drain_timeout: Duration,
 }
 
@@ -94,6 +97,7 @@ impl Server {
         config: Config,
         store: Arc<dyn UserStore>,
     ) -> Result<Server, StartError> {
+        watch_http_layer_panics();
         let bind_error = |e: &dyn fmt::Display| StartError::Bind(format!("{}: {e}", config.bind));
         let listener = TcpListener::bind(config.bind).map_err(|e| bind_error(&e))?;
         let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
@@ -131,16 +135,17 @@ impl Server {
             request_ids: RequestIds::new(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let listener_failed = Arc::new(AtomicBool::new(false));
         let running = Arc::new((Mutex::new(config.threads), Condvar::new()));
         let mut workers = Vec::with_capacity(config.threads);
         for n in 0..config.threads {
             let (http, app, stopping) = (http.clone(), app.clone(), stopping.clone());
-            let running = running.clone();
+            let (running, listener_failed) = (running.clone(), listener_failed.clone());
             let worker = std::thread::Builder::new()
                 .name(format!("wxlogin-worker-{n}"))
                 .stack_size(WORKER_STACK_BYTES)
                 .spawn(move || {
-                    work(&http, &app, &stopping);
+                    work(&http, &app, &stopping, &listener_failed);
                     let (count, changed) = &*running;
                     *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
                     changed.notify_all();
@@ -156,6 +161,7 @@ impl Server {
             workers,
             stopping,
             running,
+            listener_failed,
             drain_timeout: config.drain_timeout,
         })
     }
@@ -173,6 +179,13 @@ impl Server {
     /// The store the server writes to.
     pub fn store(&self) -> Arc<dyn UserStore> {
         self.store.clone()
+    }
+
+    /// Whether the server stopped accepting connections on its own: tiny_http's accept loop
+    /// ended with an error, or one of tiny_http's own threads panicked (it unwraps the clone of
+    /// each accepted socket, which fails when the process runs out of file descriptors).
+    pub fn listener_failed(&self) -> bool {
+        self.listener_failed.load(Ordering::SeqCst) || HTTP_LAYER_PANICKED.load(Ordering::SeqCst)
     }
 
     /// Stops accepting connections, lets the workers finish every request already received
@@ -225,13 +238,41 @@ impl Drop for Server {
     }
 }
 
+/// Set by the panic hook when a thread of tiny_http's own (not one of our workers) panicked.
+static HTTP_LAYER_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Installs, once per process, a panic hook that notes panics on tiny_http's own threads (its
+/// accept loop dies with them, silently) and then runs the previous hook as before.
+fn watch_http_layer_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_our_thread = std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("wxlogin-"));
+            let in_tiny_http = info
+                .location()
+                .is_some_and(|l| l.file().contains("tiny_http"));
+            if in_tiny_http && !on_our_thread {
+                HTTP_LAYER_PANICKED.store(true, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// One worker: take a request, answer it, repeat until an unblock arrives after shutdown began.
-fn work(http: &tiny_http::Server, app: &App, stopping: &AtomicBool) {
+/// Outside shutdown, an error from `recv` is tiny_http reporting that its accept loop died.
+fn work(http: &tiny_http::Server, app: &App, stopping: &AtomicBool, listener_failed: &AtomicBool) {
     loop {
         match http.recv() {
             Ok(request) => serve(app, request),
             Err(_) if stopping.load(Ordering::SeqCst) => break,
-            Err(e) => log::warn!("receiving a request: {e}"),
+            Err(e) => {
+                log::error!("the listener failed and accepts no more connections: {e}");
+                listener_failed.store(true, Ordering::SeqCst);
+            }
         }
     }
 }

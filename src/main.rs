@@ -45,11 +45,31 @@ fn main() -> ExitCode {
         }
     };
     log::info!("listening on {}", server.url());
-    if let Some(signal) = signals.forever().next() {
-        log::info!("received signal {signal}: no new connections; draining requests in flight for up to {drain:?}");
+    // Wait for a signal, or for the listener to die, which no request can ever report.
+    let signal = loop {
+        if let Some(signal) = signals.pending().next() {
+            break Some(signal);
+        }
+        if server.listener_failed() {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    match signal {
+        Some(signal) => log::info!(
+            "received signal {signal}: no new connections; draining requests in flight for up to {drain:?}"
+        ),
+        None => log::error!(
+            "the listener failed and accepts no more connections; exiting so that the supervisor restarts the service"
+        ),
     }
-    if server.shutdown() {
+    let drained = server.shutdown();
+    if drained && signal.is_some() {
         log::info!("stopped cleanly");
     }
-    ExitCode::SUCCESS
+    if signal.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -181,17 +181,31 @@ fn shutdown_gives_up_on_requests_slower_than_the_drain_timeout() {
     drop(login);
 }
 
-#[test]
-fn sigterm_drains_the_binary_and_it_exits_0() {
-    let wechat = FakeWechat::start();
-    wechat.answer_jscode2session(session("o-sigterm").set_delay(Duration::from_millis(800)));
-    let db = TestDb::sqlite();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+/// The `wxlogin` binary running as a child process, with its stderr to read.
+struct Binary {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    url: String,
+}
+
+/// Starts the binary (through `launcher`, e.g. `prlimit`, when given) and waits for its
+/// "listening on" line.
+fn start_binary(launcher: &[&str], upstream: &str, db: &TestDb) -> Binary {
+    let program = env!("CARGO_BIN_EXE_wxlogin");
+    let mut command = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    let mut child = command
         .env_clear()
         .env("WXLOGIN_BIND", "127.0.0.1:0")
         .env("WXLOGIN_THREADS", "8")
-        .env("WECHAT_API_BASE", wechat.uri())
-        .env("WECHAT_APPID", "wxsigterm")
+        .env("WECHAT_API_BASE", upstream)
+        .env("WECHAT_APPID", "wxbinary")
         .env("WECHAT_SECRET", "s")
         .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
         .env("DATABASE_URL", db.url_text())
@@ -210,25 +224,73 @@ fn sigterm_drains_the_binary_and_it_exits_0() {
             break line[at + "listening on ".len()..].trim().to_string();
         }
     };
-    let login = login_in_background(&url, "c-sigterm");
+    Binary { child, stderr, url }
+}
+
+#[test]
+fn sigterm_drains_the_binary_and_it_exits_0() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-sigterm").set_delay(Duration::from_millis(800)));
+    let db = TestDb::sqlite();
+    let mut binary = start_binary(&[], &wechat.uri(), &db);
+    let login = login_in_background(&binary.url, "c-sigterm");
     wait_for_upstream_calls(&wechat, 1);
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &binary.child.id().to_string()])
         .status()
         .unwrap();
     let (status, text) = login.join().unwrap();
-    let exit = child.wait().unwrap();
+    let exit = binary.child.wait().unwrap();
 
     assert!(killed.success());
     assert_eq!(status, 200, "{text}");
     assert!(exit.success(), "exit status {exit:?}");
-    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    let rest: Vec<String> = binary.stderr.lines().map_while(Result::ok).collect();
     assert!(
         rest.iter().any(|l| l.contains("stopped cleanly")),
         "{rest:?}"
     );
     assert!(!rest.iter().any(|l| l.contains("ERROR")), "{rest:?}");
+}
+
+/// tiny_http's accept loop ends for good on any accept error; out of file descriptors is the
+/// likely one. The process must then exit non-zero, so that its supervisor restarts it, rather
+/// than live on deaf.
+#[test]
+fn the_binary_exits_1_when_its_listener_dies() {
+    let db = TestDb::sqlite();
+    let mut binary = start_binary(
+        &["prlimit", "--nofile=48:48", "--"],
+        "http://127.0.0.1:9",
+        &db,
+    );
+    let addr = binary.url.trim_start_matches("http://").to_string();
+
+    // Hold connections open until accept() runs out of descriptors. Once it has, new
+    // connections only queue in the kernel's backlog, so each attempt is bounded.
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut held = Vec::new();
+    let exit = loop {
+        if let Some(exit) = binary.child.try_wait().unwrap() {
+            break exit;
+        }
+        if held.len() >= 2_000 {
+            let _ = binary.child.kill();
+            panic!("the binary lived on after its listener failed");
+        }
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+        {
+            held.push(stream);
+        }
+    };
+
+    assert_eq!(exit.code(), Some(1), "{exit:?}");
+    let rest: Vec<String> = binary.stderr.lines().map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("the listener failed")),
+        "{rest:?}"
+    );
 }
 
 /// A TCP forwarder to the database that a test can cut and restore, to play an outage without
@@ -320,4 +382,35 @@ fn database_outage_gives_503_and_service_resumes_without_a_restart() {
     assert_eq!(ready.status, 503, "{}", ready.text);
     assert_eq!(healthy.status, 200);
     assert_eq!(after.status, 200, "resumed: {}", after.text);
+}
+
+#[test]
+fn a_hundred_slow_clients_do_not_stop_an_honest_login() {
+    use std::io::Write;
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-honest"));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let addr = app.url.trim_start_matches("http://").to_string();
+
+    // Half connect and say nothing; half start a request and stall inside its headers. Each
+    // holds its connection open for the rest of the test.
+    let slow: Vec<std::net::TcpStream> = (0..100)
+        .map(|n| {
+            let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+            if n % 2 == 1 {
+                stream
+                    .write_all(b"POST /api/wxuser HTTP/1.1\r\nHost: x\r\nContent-Ty")
+                    .unwrap();
+            }
+            stream
+        })
+        .collect();
+
+    let answer = app.post_form("/api/wxuser", &[("code", "c-honest")]);
+    let me = app.get("/api/me", Some(answer.body["token"].as_str().unwrap_or("")));
+
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(me.status, 200, "{}", me.text);
+    drop(slow);
 }
