@@ -24,7 +24,7 @@ const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
-/// statement is idempotent, so it is simply run again.
+/// statement is idempotent, so it is simply run again, up to this many times.
 const DEADLOCK_RETRIES: usize = 3;
 /// ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT.
 const RETRYABLE_CODES: [u16; 2] = [1213, 1205];
@@ -93,7 +93,15 @@ impl MysqlStore {
         let max = max.max(1);
         let constraints = PoolConstraints::new(0, max).expect("0 <= max");
         let builder = OptsBuilder::from_opts(opts)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No reset on return (it drops the prepared-statement cache and re-runs SET NAMES:
+            // three round trips per checkout) and no ping on checkout: our statements leave no
+            // session state behind, and `run` retries once on a connection that died idle.
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false)
+                    .with_check_health(false),
+            )
             .tcp_connect_timeout(Some(options.timeout))
             .read_timeout(Some(options.timeout))
             .write_timeout(Some(options.timeout))
@@ -125,6 +133,42 @@ impl MysqlStore {
         Ok(())
     }
 
+    /// Runs `statement` (idempotent, as all of ours are) on a pooled connection. The pool does
+    /// not ping connections on checkout (a round trip per query), so a connection that died
+    /// while idle (a database restart, a proxy timeout) fails on first use: the statement is
+    /// then run once more on a fresh one. Deadlock victims and lock-wait timeouts are retried
+    /// too; everything else is returned at once.
+    fn run<T>(
+        &self,
+        statement: impl Fn(&mut PooledConn) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut reconnected = false;
+        let mut lock_retries = 0;
+        loop {
+            let mut conn = self.conn()?;
+            match statement(&mut conn) {
+                Ok(value) => return Ok(value),
+                Err(mysql::Error::MySqlError(e))
+                    if RETRYABLE_CODES.contains(&e.code) && lock_retries < DEADLOCK_RETRIES =>
+                {
+                    lock_retries += 1;
+                    log::debug!("statement retried after MySQL error {}", e.code);
+                }
+                Err(e @ (mysql::Error::IoError(_) | mysql::Error::CodecError(_))) => {
+                    // Without reset-on-return the pool would take a broken connection back;
+                    // the reset it now attempts fails, and the pool discards it instead.
+                    conn.reset_connection(true);
+                    if reconnected {
+                        return Err(classify(e));
+                    }
+                    reconnected = true;
+                    log::debug!("statement retried on a fresh connection");
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+    }
+
     fn conn(&self) -> Result<Checkout<'_>, StoreError> {
         let conn = self
             .pool
@@ -150,27 +194,11 @@ impl UserStore for MysqlStore {
             profile.gender,
             record.session_key.expose(),
         );
-        let mut conn = self.conn()?;
-        let mut attempt = 0;
-        loop {
-            match conn.exec_drop(UPSERT_LOGIN, params) {
-                Ok(()) => return Ok(()),
-                Err(mysql::Error::MySqlError(e))
-                    if RETRYABLE_CODES.contains(&e.code) && attempt < DEADLOCK_RETRIES =>
-                {
-                    attempt += 1;
-                    log::debug!("upsert retried after MySQL error {}", e.code);
-                }
-                Err(e) => return Err(classify(e)),
-            }
-        }
+        self.run(|conn| conn.exec_drop(UPSERT_LOGIN, params))
     }
 
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = self
-            .conn()?
-            .exec_first(FIND_USER, (openid,))
-            .map_err(classify)?;
+        let row: Option<UserRow> = self.run(|conn| conn.exec_first(FIND_USER, (openid,)))?;
         Ok(row.map(
             |(openid, unionid, nick_name, avatar_url, gender, phone, pure, country)| User {
                 openid,
@@ -186,60 +214,47 @@ impl UserStore for MysqlStore {
     }
 
     fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError> {
-        let key: Option<Option<String>> = self
-            .conn()?
-            .exec_first(FIND_SESSION_KEY, (openid,))
-            .map_err(classify)?;
+        let key: Option<Option<String>> =
+            self.run(|conn| conn.exec_first(FIND_SESSION_KEY, (openid,)))?;
         Ok(key.flatten().map(Secret::new))
     }
 
     fn set_phone(&self, openid: &str, phone: &PhoneNumber) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        conn.exec_drop(
-            SET_PHONE,
-            (
-                &phone.phone_number,
-                &phone.pure_phone_number,
-                &phone.country_code,
-                openid,
-            ),
-        )
-        .map_err(classify)?;
-        Ok(conn.affected_rows() > 0)
+        let params = (
+            &phone.phone_number,
+            &phone.pure_phone_number,
+            &phone.country_code,
+            openid,
+        );
+        self.run(|conn| {
+            conn.exec_drop(SET_PHONE, params)
+                .map(|()| conn.affected_rows() > 0)
+        })
     }
 
     fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        conn.exec_drop(
-            UPDATE_PROFILE,
-            (
-                profile.nick_name.as_deref(),
-                profile.avatar_url.as_deref(),
-                profile.gender,
-                openid,
-            ),
-        )
-        .map_err(classify)?;
-        Ok(conn.affected_rows() > 0)
+        let params = (
+            profile.nick_name.as_deref(),
+            profile.avatar_url.as_deref(),
+            profile.gender,
+            openid,
+        );
+        self.run(|conn| {
+            conn.exec_drop(UPDATE_PROFILE, params)
+                .map(|()| conn.affected_rows() > 0)
+        })
     }
 
     fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.conn()?
-            .exec_drop(PUT_AVATAR, (hash, content_type, bytes))
-            .map_err(classify)
+        self.run(|conn| conn.exec_drop(PUT_AVATAR, (hash, content_type, bytes)))
     }
 
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        self.conn()?
-            .exec_first(FIND_AVATAR, (hash,))
-            .map_err(classify)
+        self.run(|conn| conn.exec_first(FIND_AVATAR, (hash,)))
     }
 
     fn count_users(&self) -> Result<u64, StoreError> {
-        let n: Option<u64> = self
-            .conn()?
-            .query_first("SELECT COUNT(*) FROM wxuser")
-            .map_err(classify)?;
+        let n: Option<u64> = self.run(|conn| conn.query_first("SELECT COUNT(*) FROM wxuser"))?;
         Ok(n.unwrap_or(0))
     }
 
@@ -248,7 +263,7 @@ impl UserStore for MysqlStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.query_drop("SELECT 1").map_err(classify)
+        self.run(|conn| conn.query_drop("SELECT 1"))
     }
 }
 
