@@ -55,6 +55,11 @@ pub struct MockConfig {
     /// Lifetime of the access tokens `/cgi-bin/stable_token` mints; `expires_in` counts it
     /// down. Default 7200 s, as WeChat's.
     pub token_ttl: Duration,
+    /// Keep connections open between requests, as WeChat does. Off by default: tiny_http
+    /// cannot close idle keep-alive connections, so after `stop` a client reusing one waits
+    /// for its own timeout instead of being refused. Benchmarks turn it on, so that the mock
+    /// is not slowed by a TCP handshake per call. `MOCK_WECHAT_KEEP_ALIVE`.
+    pub keep_alive: bool,
 }
 
 impl Default for MockConfig {
@@ -67,6 +72,7 @@ impl Default for MockConfig {
             latency: Duration::ZERO,
             threads: 64,
             token_ttl: DEFAULT_TOKEN_TTL,
+            keep_alive: false,
         }
     }
 }
@@ -138,6 +144,9 @@ impl MockConfig {
                 "7200",
             )?;
             config.token_ttl = Duration::from_secs(secs);
+        }
+        if let Some(keep_alive) = read(&var, "MOCK_WECHAT_KEEP_ALIVE")? {
+            config.keep_alive = parse_bool("MOCK_WECHAT_KEEP_ALIVE", &keep_alive)?;
         }
         Ok(config)
     }
@@ -225,6 +234,7 @@ mod tests {
             ("MOCK_WECHAT_LATENCY_MS", "250"),
             ("MOCK_WECHAT_THREADS", "8"),
             ("MOCK_WECHAT_TOKEN_TTL_SECS", "60"),
+            ("MOCK_WECHAT_KEEP_ALIVE", "1"),
         ])
         .unwrap();
         assert_eq!(
@@ -237,6 +247,7 @@ mod tests {
                 latency: Duration::from_millis(250),
                 threads: 8,
                 token_ttl: Duration::from_secs(60),
+                keep_alive: true,
             }
         );
         assert!(!from_vars(&[("MOCK_WECHAT_UNIONID", "0")]).unwrap().unionid);

@@ -370,7 +370,30 @@ pub(crate) fn handle(state: &State, mut request: Request) {
         "/healthz" => Reply::text(200, "ok"),
         _ => Reply::mock_error(404, "mock-wechat: no such endpoint"),
     };
-    send(request, &reply);
+    if state.config.keep_alive {
+        send_keep_alive(request, &reply);
+    } else {
+        send(request, &reply);
+    }
+}
+
+/// Answers through tiny_http, which keeps the connection open for the next request.
+fn send_keep_alive(request: Request, reply: &Reply) {
+    let mut response = tiny_http::Response::from_string(reply.body.clone())
+        .with_status_code(reply.status)
+        .with_header(
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
+                .expect("static content types are valid header values"),
+        );
+    if let Some(allow) = reply.allow {
+        response = response.with_header(
+            tiny_http::Header::from_bytes(&b"Allow"[..], allow.as_bytes())
+                .expect("static method lists are valid header values"),
+        );
+    }
+    if let Err(err) = request.respond(response) {
+        log::debug!("could not write an answer: {err}");
+    }
 }
 
 fn method_not_allowed(allow: &'static str) -> Reply {

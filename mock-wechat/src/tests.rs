@@ -526,3 +526,30 @@ fn stop_frees_the_port_and_cuts_sleeping_requests_short() {
         r#"{"errcode":-1,"errmsg":"mock-wechat: shutting down"}"#
     );
 }
+
+#[test]
+fn keep_alive_answers_several_requests_on_one_connection() {
+    let mock = MockWechat::start(MockConfig {
+        bind: "127.0.0.1:0".to_owned(),
+        keep_alive: true,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let mut stream = TcpStream::connect(mock.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: mock\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 512];
+        let n = stream.read(&mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+}
