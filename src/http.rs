@@ -570,10 +570,11 @@ fn body_kind(request: &Request) -> Result<BodyKind, Error> {
     }
 }
 
-/// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413.
+/// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413. An
+/// unread rest is discarded by (our patched) tiny_http with a fixed buffer, and a connection
+/// with more than it discards is closed.
 fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
-    if let Some(declared) = request.body_length().filter(|&n| n > limit) {
-        discard_body(request, declared);
+    if request.body_length().is_some_and(|n| n > limit) {
         return Err(Error::PayloadTooLarge { limit });
     }
     let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
@@ -586,22 +587,6 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
         return Err(Error::PayloadTooLarge { limit });
     }
     Ok(body)
-}
-
-/// Bodies up to this size are read and thrown away in small pieces before a 413.
-const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
-
-/// Reads an oversized body through a small buffer and drops it. tiny_http would otherwise
-/// discard the unread rest itself with one allocation of its whole declared size. Bodies larger
-/// than `DISCARD_LIMIT` are left to tiny_http: the reverse proxy in front (deploy/nginx) refuses
-/// them before they arrive.
-fn discard_body(request: &mut Request, declared: usize) {
-    if declared <= DISCARD_LIMIT {
-        let _ = std::io::copy(
-            &mut request.as_reader().take(declared as u64),
-            &mut std::io::sink(),
-        );
-    }
 }
 
 fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {

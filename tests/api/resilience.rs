@@ -414,3 +414,35 @@ fn a_hundred_slow_clients_do_not_stop_an_honest_login() {
     assert_eq!(me.status, 200, "{}", me.text);
     drop(slow);
 }
+
+#[test]
+fn a_huge_declared_body_is_refused_without_taking_the_server_down() {
+    use std::io::{Read, Write};
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let cases = [
+        ("POST /api/phone", 401, "refused before the body is read"),
+        ("POST /api/wxuser", 413, "over the login limit"),
+        ("POST /api/me/avatar", 401, "no token"),
+        ("POST /nowhere", 404, "no route"),
+    ];
+    for (request_line, status, what) in cases {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000000\r\n\r\ncode=abc"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {text}"
+        );
+    }
+    assert_eq!(app.get("/healthz", None).status, 200, "still up");
+}
