@@ -31,8 +31,6 @@ struct State {
     refreshing: bool,
     /// Completed fetches, successful or not: waiters compare it to know one finished.
     attempts: u64,
-    /// Fetches that returned a token (for tests and metrics).
-    fetched: u64,
     last_error: Option<WechatError>,
 }
 
@@ -69,11 +67,6 @@ impl AccessTokens {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every field is consistent at each unlock, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many tokens this process has fetched.
-    pub fn fetched(&self) -> u64 {
-        self.lock().fetched
     }
 
     /// A valid token: the cached one, or a freshly fetched one.
@@ -137,7 +130,6 @@ impl AccessTokens {
                 let cached = Cached::new(token, fetched_at);
                 let value = cached.token.clone();
                 state.current = Some(cached);
-                state.fetched += 1;
                 state.last_error = None;
                 Ok(value)
             }

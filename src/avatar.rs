@@ -63,17 +63,6 @@ impl ImageType {
             ImageType::Gif => "gif",
         }
     }
-
-    pub fn from_content_type(content_type: &str) -> Option<ImageType> {
-        [
-            ImageType::Jpeg,
-            ImageType::Png,
-            ImageType::Webp,
-            ImageType::Gif,
-        ]
-        .into_iter()
-        .find(|t| t.content_type() == content_type)
-    }
 }
 
 /// A validated upload, ready to store.
@@ -126,10 +115,7 @@ pub fn validate(bytes: Vec<u8>) -> Result<Avatar, Error> {
         return Err(Error::BadRequest("the file part is empty".into()));
     }
     let image_type = ImageType::sniff(&bytes).ok_or(Error::UnsupportedImage)?;
-    let hash = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::hex(&Sha256::digest(&bytes));
     Ok(Avatar {
         hash,
         image_type,

@@ -22,6 +22,8 @@ pub const DEFAULT_THREADS: usize = 256;
 pub const DEFAULT_WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default token lifetime: the seed's `8640h` (360 days).
 pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(8640 * 3600);
+/// Longest `JWT_TTL`: ten years, well inside the JWT library's 32-bit time arithmetic.
+pub const MAX_JWT_TTL: Duration = Duration::from_secs(3650 * 86_400);
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -100,24 +102,23 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// `mysql://user:secret@host/db` → `mysql://user:***@host/db`.
+/// `mysql://user:secret@host/db` → `mysql://user:***@host/db`. The credentials run from
+/// `://` to the last `@` before any `?`, so a password holding `/`, `:` or `#` is still hidden;
+/// anything that does not parse is shown as `mysql://***`.
 fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
+    let before_query = rest.split('?').next().unwrap_or(rest);
+    match before_query.rfind('@') {
         Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            format!("{scheme}://{masked}{host}{tail}")
+            let (userinfo, after) = rest.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***{after}"),
+                None => url.to_string(),
+            }
         }
+        None if rest.contains('@') => format!("{scheme}://***"),
         None => url.to_string(),
     }
 }
@@ -241,10 +242,10 @@ impl Config {
         let ttl = match get("JWT_TTL") {
             None => DEFAULT_JWT_TTL,
             Some(text) => match parse_duration(&text) {
-                Some(d) if d >= Duration::from_secs(60) => d,
+                Some(d) if d >= Duration::from_secs(60) && d <= MAX_JWT_TTL => d,
                 _ => {
                     return Err(format!(
-                        "JWT_TTL: {text:?} is not a token lifetime; use a duration of at least 60s such as 7d, 8640h or 30m"
+                        "JWT_TTL: {text:?} is not a token lifetime; use a duration from 60s to 3650d such as 7d, 8640h or 30m"
                     ))
                 }
             },
@@ -367,7 +368,7 @@ fn is_loopback_url(url: &str) -> bool {
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source failed");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&buf)
 }
 
 #[cfg(test)]
@@ -419,6 +420,7 @@ mod tests {
             (&[("WECHAT_TIMEOUT", "soon")], "WECHAT_TIMEOUT"),
             (&[("WECHAT_TIMEOUT", "0s")], "WECHAT_TIMEOUT"),
             (&[("JWT_TTL", "forever")], "JWT_TTL"),
+            (&[("JWT_TTL", "3000000000s")], "JWT_TTL"),
             (
                 &[("WXLOGIN_CODE_REPLAY_WINDOW", "1h")],
                 "WXLOGIN_CODE_REPLAY_WINDOW",

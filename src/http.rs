@@ -605,7 +605,7 @@ fn header(name: &str, value: &str) -> Header {
 fn log_failure(id: &str, route: &str, error: &Error) {
     match error {
         Error::Internal(_) | Error::Store(_) => log::error!("{id} {route} failed: {error}"),
-        Error::Wechat(_) => log::warn!("{id} {route} failed: {error}"),
+        Error::Wechat(_) | Error::Phone(_) => log::warn!("{id} {route} failed: {error}"),
         _ => log::info!("{id} {route} refused: {error}"),
     }
 }

@@ -24,3 +24,8 @@ pub mod wechat;
 pub use config::Config;
 pub use error::Error;
 pub use http::{Server, StartError};
+
+/// Lowercase hex of `bytes` (digests, content addresses, random keys).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -5,6 +5,7 @@
 
 use crate::error::Error;
 use crate::opendata::{self, OpenDataError};
+use crate::profile;
 use crate::singleflight::CodeFlights;
 use crate::store::{LoginRecord, Profile, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
@@ -169,17 +170,7 @@ fn profile_from_json(value: &Value) -> Result<Profile, Error> {
     };
     let nick_name = text_field("nickName", MAX_NICKNAME_CHARS)?;
     let avatar_url = text_field("avatarUrl", MAX_AVATAR_URL_LEN)?;
-    let gender = match fields.get("gender") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_i64() {
-            Some(g @ 0..=2) => Some(g),
-            _ => {
-                return Err(Error::BadRequest(
-                    "userInfo.gender must be 0 (unknown), 1 (male) or 2 (female)".into(),
-                ))
-            }
-        },
-    };
+    let gender = profile::parse_gender(fields.get("gender"), "userInfo.gender")?;
     Ok(Profile {
         nick_name,
         avatar_url,
@@ -255,24 +246,9 @@ fn verify_material(
 /// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
 const ANONYMOUS_NICKNAME: &str = "微信用户";
 
-/// Drops WeChat's anonymous placeholder profile ("微信用户", the grey avatar, gender 0), which
-/// today's clients still send from `getUserProfile`: storing it would overwrite the nickname and
-/// avatar the user chose through `PUT /api/me` and `POST /api/me/avatar`.
-fn without_anonymous_placeholder(profile: Profile) -> Option<Profile> {
-    if profile.nick_name.as_deref() == Some(ANONYMOUS_NICKNAME) {
-        None
-    } else {
-        Some(profile)
-    }
-}
-
-/// What one upstream exchange produced, shared by every request that carried the same code.
-#[derive(Debug, Clone)]
-struct SharedLogin {
-    openid: String,
-    unionid: Option<String>,
-    profile: ProfileStatus,
-}
+/// A judged profile: what to report, what to store (`None` keeps the stored profile), and the
+/// unionid the encrypted data carried, if any.
+type Judged = (ProfileStatus, Option<Profile>, Option<String>);
 
 /// What a successful login produced.
 #[derive(Debug, Clone)]
@@ -289,12 +265,13 @@ pub struct LoginService {
     appid: String,
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
-    flights: CodeFlights<SharedLogin>,
+    /// jscode2session outcomes, shared by the requests that carry the same code.
+    flights: CodeFlights<Session>,
 }
 
 impl LoginService {
-    /// `replay_window` is how long a code's successful outcome is remembered (zero: not at all);
-    /// `wait_limit` bounds how long a duplicate request waits for the first one.
+    /// `replay_window` is how long a code's session is remembered (zero: not at all);
+    /// `wait_limit` bounds how long a duplicate request waits for the first one's exchange.
     pub fn new(
         wechat: WechatClient,
         appid: String,
@@ -312,30 +289,15 @@ impl LoginService {
         }
     }
 
-    /// Logs in. Concurrent requests with one code share one upstream call, and a retry within
-    /// the replay window reuses its outcome, so an honest double tap never sees "code been used".
-    /// Each request still gets its own freshly signed token.
+    /// Logs in. Concurrent requests with one code share one jscode2session call, and a retry
+    /// within the replay window reuses its session, so an honest double tap never sees "code
+    /// been used". Each request still judges its own profile, writes its own row, and gets its
+    /// own token, signed only once that row is committed.
     pub fn login(&self, request: &LoginRequest) -> Result<LoginOutcome, Error> {
-        let shared = self
-            .flights
-            .run(&request.code, || self.exchange_and_store(request))?;
-        let token = self.tokens.issue(UserClaims {
-            openid: shared.openid.clone(),
-            unionid: shared.unionid,
-        });
-        Ok(LoginOutcome {
-            openid: shared.openid,
-            token,
-            profile: shared.profile,
-        })
-    }
-
-    /// Exchanges the code, judges the profile, and writes the row; the caller signs a token only
-    /// after this returns, so a client is never told it is logged in unless its row is committed.
-    fn exchange_and_store(&self, request: &LoginRequest) -> Result<SharedLogin, Error> {
-        let session = self.wechat.code2session(&request.code)?;
+        let session = self.flights.run(&request.code, || {
+            self.wechat.code2session(&request.code).map_err(Error::from)
+        })?;
         let (status, profile, decrypted_unionid) = self.judge_profile(request, &session)?;
-        let profile = profile.and_then(without_anonymous_placeholder);
         let unionid = session.unionid.clone().or(decrypted_unionid);
         self.store.upsert_login(&LoginRecord {
             openid: &session.openid,
@@ -343,9 +305,13 @@ impl LoginService {
             profile: profile.as_ref(),
             session_key: &session.session_key,
         })?;
-        Ok(SharedLogin {
-            openid: session.openid,
+        let token = self.tokens.issue(UserClaims {
+            openid: session.openid.clone(),
             unionid,
+        });
+        Ok(LoginOutcome {
+            openid: session.openid,
+            token,
             profile: status,
         })
     }
@@ -353,12 +319,22 @@ impl LoginService {
     /// Applies the rules: material that verifies (with this login's session_key, or the user's
     /// previous one, which clients that call wx.login() after fetching the profile used) applies
     /// the profile; material that fails keeps the stored profile; bare rawData applies unverified.
-    #[allow(clippy::type_complexity)]
-    fn judge_profile(
-        &self,
-        request: &LoginRequest,
-        session: &Session,
-    ) -> Result<(ProfileStatus, Option<Profile>, Option<String>), Error> {
+    fn judge_profile(&self, request: &LoginRequest, session: &Session) -> Result<Judged, Error> {
+        let (status, profile, unionid) = self.verify_profile(request, session)?;
+        // WeChat's anonymous placeholder would overwrite the nickname and avatar the user chose
+        // through `PUT /api/me` and `POST /api/me/avatar`: it is never stored.
+        if profile.as_ref().and_then(|p| p.nick_name.as_deref()) == Some(ANONYMOUS_NICKNAME) {
+            return Ok((
+                ProfileStatus::Rejected(OpenDataError::AnonymousProfile),
+                None,
+                unionid,
+            ));
+        }
+        Ok((status, profile, unionid))
+    }
+
+    /// The verification half of `judge_profile`.
+    fn verify_profile(&self, request: &LoginRequest, session: &Session) -> Result<Judged, Error> {
         if !request.has_verification_material() {
             return Ok(match &request.profile {
                 Some(profile) => (ProfileStatus::Unverified, Some(profile.clone()), None),

@@ -23,7 +23,11 @@ pub enum OpenDataError {
     NotJson,
     WrongAppid,
     OtherUser,
+    InvalidFields,
     IncompleteMaterial,
+    /// Not a verification failure: the profile is WeChat's anonymous placeholder, which is
+    /// reported the same way because it is not applied either.
+    AnonymousProfile,
 }
 
 impl OpenDataError {
@@ -39,6 +43,12 @@ impl OpenDataError {
             OpenDataError::NotJson => "encryptedData decrypts to something that is not JSON",
             OpenDataError::WrongAppid => "encryptedData carries a watermark for another appid",
             OpenDataError::OtherUser => "encryptedData belongs to another user",
+            OpenDataError::InvalidFields => {
+                "the decrypted profile has fields of the wrong type or size"
+            }
+            OpenDataError::AnonymousProfile => {
+                "anonymous placeholder profile (微信用户) not stored: let the user choose a nickname and avatar (PUT /api/me, POST /api/me/avatar)"
+            }
             OpenDataError::IncompleteMaterial => {
                 "encryptedData and iv must be sent together, and signature needs userInfo"
             }
@@ -58,7 +68,7 @@ pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> 
     hasher.update(raw_data.as_bytes());
     hasher.update(session_key.as_bytes());
     let digest = hasher.finalize();
-    let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = crate::hex(&digest);
     // Not secret-dependent timing worth guarding: the signature is public once sent.
     expected.eq_ignore_ascii_case(signature.trim())
 }

@@ -25,22 +25,26 @@ pub fn parse_update(body: &[u8]) -> Result<Profile, Error> {
         }
         Some(_) => return Err(Error::BadRequest("nickName must be a string".into())),
     };
-    let gender = match fields.get("gender") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_i64() {
-            Some(g @ 0..=2) => Some(g),
-            _ => {
-                return Err(Error::BadRequest(
-                    "gender must be 0 (unknown), 1 (male) or 2 (female)".into(),
-                ))
-            }
-        },
-    };
+    let gender = parse_gender(fields.get("gender"), "gender")?;
     Ok(Profile {
         nick_name: Some(nick_name),
         avatar_url: None,
         gender,
     })
+}
+
+/// WeChat's gender field: absent or null, else 0 (unknown), 1 (male) or 2 (female). `name` is
+/// how the client knows the field, for the error message.
+pub fn parse_gender(value: Option<&Value>, name: &str) -> Result<Option<i64>, Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(g @ 0..=2) => Ok(Some(g)),
+            _ => Err(Error::BadRequest(format!(
+                "{name} must be 0 (unknown), 1 (male) or 2 (female)"
+            ))),
+        },
+    }
 }
 
 /// Trimmed, non-empty, at most 64 characters (Unicode scalar values, not bytes: an emoji is

@@ -22,6 +22,9 @@ const RETRY_PAUSE_JITTER_MS: u64 = 100;
 /// A retry needs at least this much of the budget left to be worth making.
 const RETRY_MIN_BUDGET: Duration = Duration::from_millis(200);
 
+/// The longest access_token lifetime believed (a day; WeChat's is two hours).
+const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+
 /// Upstream answers are a few hundred bytes; anything near this is not WeChat.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
@@ -143,7 +146,13 @@ impl WechatClient {
             let result = call(budget);
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
-                Err(WechatError::Rejected { errcode, .. }) => format!("errcode_{errcode}"),
+                // Known errcodes by number; any other is one label, so the series stay bounded.
+                Err(WechatError::Rejected { errcode, .. }) => match errcode {
+                    -1 | 40001 | 40013 | 40029 | 40125 | 40163 | 40226 | 42001 | 45011 => {
+                        format!("errcode_{errcode}")
+                    }
+                    _ => "errcode_other".into(),
+                },
                 Err(WechatError::Status(_)) => "http_status".into(),
                 Err(WechatError::BadAnswer(_)) => "bad_answer".into(),
                 Err(WechatError::Unreachable(_)) => "unreachable".into(),
@@ -204,7 +213,8 @@ impl WechatClient {
             (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
                 Ok(AccessToken {
                     value: Secret::new(token),
-                    expires_in: Duration::from_secs(expires_in),
+                    // WeChat says 7200; a wild value must not overflow an Instant.
+                    expires_in: Duration::from_secs(expires_in.min(MAX_TOKEN_LIFETIME_SECS)),
                 })
             }
             _ => Err(WechatError::BadAnswer(

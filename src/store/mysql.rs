@@ -1,9 +1,9 @@
 //! The MySQL-compatible backend (MySQL, MariaDB, TiDB), for several stateless nodes sharing one
 //! database.
 //!
-//! The pool starts empty (`min 0`), so a node starts and reports unready instead of failing when
-//! the database is briefly down; every wait (connect, checkout, read, write) has a bound, so an
-//! outage becomes a 503 rather than a hung worker.
+//! Start-up applies the schema, so it needs the database; after that the pool keeps no minimum
+//! of connections (`min 0`) and reconnects on demand, so an outage makes requests fail with 503
+//! (every wait, connect, checkout, read and write, has a bound) and ends without a restart.
 
 use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
 use crate::config::Secret;

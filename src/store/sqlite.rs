@@ -3,6 +3,8 @@
 //! A rusqlite `Connection` is `Send` but not `Sync`, so the store keeps a small pool of them and
 //! lends one to each caller. WAL mode lets readers proceed while one writer commits; SQLite
 //! serialises writers itself, and the busy timeout bounds how long a writer waits for the lock.
+//! `synchronous = FULL` makes each commit durable before the login is answered, even across a
+//! power loss.
 
 use super::{
     is_duplicate_column, phone_from_columns, statements, LoginRecord, Profile, StoreError,
@@ -97,7 +99,7 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display()))
         })?;
         conn.busy_timeout(self.options.timeout).map_err(classify)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(classify)?;
         Ok(conn)
     }

@@ -233,6 +233,11 @@ fn anonymous_placeholder_profile_never_overwrites_the_chosen_one(db: &TestDb) {
     );
 
     assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.body["profile"]["status"], "rejected");
+    assert!(login.body["profile"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("anonymous"));
     let me = app.get("/api/me", Some(&token));
     assert_eq!(me.body["user"]["nickName"], "Chosen", "{}", db.backend);
     assert_eq!(me.body["user"]["avatarUrl"], url);

@@ -298,9 +298,23 @@ fn a_retried_code_within_the_replay_window_logs_the_same_user_in_again() {
     let code = mock.new_code("kim");
 
     let first = app.post_form("/api/wxuser", &[("code", &code)]);
-    let retry = app.post_form("/api/wxuser", &[("code", &code)]);
+    let retry = app.post_form(
+        "/api/wxuser",
+        &[("code", &code), ("userInfo", r#"{"nickName":"Kim"}"#)],
+    );
 
     assert_eq!((first.status, retry.status), (200, 200), "{}", retry.text);
+    assert_eq!(first.body["profile"]["status"], "absent");
+    assert_eq!(
+        retry.body["profile"]["status"], "unverified",
+        "the retry's own profile"
+    );
+    let user = app
+        .store
+        .find_user(&mock.openid_for("kim"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.profile.nick_name.as_deref(), Some("Kim"));
     let openid = |a: &crate::helpers::Answer| {
         crate::helpers::jwt_payload(a.body["token"].as_str().unwrap())["openid"].clone()
     };
