@@ -446,3 +446,36 @@ fn a_huge_declared_body_is_refused_without_taking_the_server_down() {
     }
     assert_eq!(app.get("/healthz", None).status, 200, "still up");
 }
+
+/// tiny_http's connection pool used to queue a burst of new connections behind a few threads,
+/// leaving some unanswered until another keep-alive connection closed (vendor/tiny_http).
+#[test]
+fn a_burst_of_keep_alive_connections_is_answered_at_once() {
+    use std::io::{Read, Write};
+    let db = TestDb::sqlite();
+    let app = spawn_app("http://127.0.0.1:9", &db);
+    let addr = app.url.trim_start_matches("http://").to_string();
+
+    let answers = crate::helpers::race(48, |_| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 32];
+        let n = stream.read(&mut answer).unwrap_or(0);
+        // Keep the connection open (keep-alive) until every thread has its answer.
+        (String::from_utf8_lossy(&answer[..n]).into_owned(), stream)
+    });
+
+    let unanswered = answers
+        .iter()
+        .filter(|(text, _)| !text.starts_with("HTTP/1.1 200"))
+        .count();
+    assert_eq!(
+        unanswered, 0,
+        "{unanswered} of 48 connections got no answer"
+    );
+}

@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // wxlogin patch: an idle thread that was already woken for a queued task still counts as
+        // idle until it takes that task, so comparing with zero queued a burst of connections
+        // behind a few threads, where each waited for some other keep-alive connection to close.
+        // Only idle threads beyond the tasks already queued are free.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);

@@ -1,0 +1,98 @@
+//! `wxlogin-drill`, run by `make drill`: a fault drill of wxlogin on this machine, on loopback
+//! only. It starts mock-wechat, wxlogin (on a fresh MariaDB database) and nginx with the
+//! shipped configuration, drives logins while it stops and restarts MariaDB, makes WeChat slow
+//! and then unreachable, and attacks nginx with slow clients and a terabyte `Content-Length`;
+//! then it checks that every login answered 200 has its row and that wxlogin is still up,
+//! prints a summary (also written to `target/drill/last-run.md`) and exits 0 only if every
+//! check passed. It takes one to one and a half minutes, stops by itself, and cleans up after
+//! itself (children stopped, database dropped, temporary files removed, MariaDB running), also
+//! on Ctrl-C and on panic.
+
+mod attacks;
+mod bounded;
+mod children;
+mod drill;
+mod load;
+mod mariadb;
+mod nginx;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use drill::Paths;
+
+/// Exit statuses besides 0: a check failed; the drill could not run; it panicked.
+const CHECK_FAILED: u8 = 1;
+const COULD_NOT_RUN: u8 = 2;
+const PANICKED: u8 = 3;
+
+/// The binaries are this one's neighbours (`target/release`); the output goes to
+/// `target/drill`; the shipped files are in the repository this was built from.
+fn locate() -> Result<Paths, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
+    let bin = exe.parent().ok_or("the binary has no folder")?.to_owned();
+    let out = bin.parent().unwrap_or(&bin).join("drill");
+    let logs = out.join("logs");
+    // The logs of the previous run go; this run's stay after it, for a post-mortem.
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    Ok(Paths {
+        bin,
+        repo,
+        out,
+        logs,
+    })
+}
+
+fn main() -> ExitCode {
+    if std::env::args().len() > 1 {
+        eprintln!(
+            "usage: wxlogin-drill (no arguments; see `make help` and the README's Operations)"
+        );
+        return ExitCode::from(COULD_NOT_RUN);
+    }
+    let paths = match bounded::install_signal_flag().and_then(|()| locate()) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("drill: {e}");
+            return ExitCode::from(COULD_NOT_RUN);
+        }
+    };
+    // The guards inside clean up while unwinding; this only stops the panic here.
+    let outcome = std::panic::catch_unwind(|| drill::run(&paths));
+    // Whatever happened, MariaDB is left running: other work on this machine depends on it.
+    if let Err(e) = mariadb::ensure_running(&paths.logs.join("commands.log")) {
+        eprintln!("drill: MARIADB IS NOT RUNNING: {e}");
+    }
+    match outcome {
+        Ok(Ok(report)) => {
+            let summary = report.render(SystemTime::now());
+            println!("\n{summary}");
+            let file = paths.out.join("last-run.md");
+            match std::fs::write(&file, &summary) {
+                Ok(()) => println!("(written to {})", file.display()),
+                Err(e) => eprintln!("drill: {}: {e}", file.display()),
+            }
+            match report.failed() {
+                0 => ExitCode::SUCCESS,
+                n => {
+                    eprintln!("drill: {n} check(s) FAILED");
+                    ExitCode::from(CHECK_FAILED)
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("drill: could not finish: {e}");
+            ExitCode::from(COULD_NOT_RUN)
+        }
+        Err(_) => {
+            eprintln!("drill: panicked (message above); cleaned up");
+            ExitCode::from(PANICKED)
+        }
+    }
+}

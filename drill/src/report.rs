@@ -1,0 +1,286 @@
+//! The drill's phases, its checks, and the summary: one table of answers per phase and the
+//! list of checks, short enough for one screen and written as Markdown for the README.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::load::{Answer, Outcome, Via};
+
+/// The phases logins are sent in, in order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    Baseline,
+    DbDown,
+    DbBack,
+    WechatSlow,
+    WechatDown,
+    WechatBack,
+    SlowClients,
+}
+
+impl Phase {
+    /// Indexed by `phase as usize`.
+    pub const ALL: [Phase; 7] = [
+        Phase::Baseline,
+        Phase::DbDown,
+        Phase::DbBack,
+        Phase::WechatSlow,
+        Phase::WechatDown,
+        Phase::WechatBack,
+        Phase::SlowClients,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Baseline => "baseline",
+            Phase::DbDown => "db down",
+            Phase::DbBack => "db back",
+            Phase::WechatSlow => "wechat slow",
+            Phase::WechatDown => "wechat down",
+            Phase::WechatBack => "wechat back",
+            Phase::SlowClients => "slow clients",
+        }
+    }
+
+    /// What is done to the system during the phase.
+    pub fn what(self) -> &'static str {
+        match self {
+            Phase::Baseline => "everything up",
+            Phase::DbDown => "MariaDB stopped, held down, restarted",
+            Phase::DbBack => "MariaDB answering again; wxlogin not restarted",
+            Phase::WechatSlow => "mock-wechat answers after 3 s (WECHAT_TIMEOUT=2s)",
+            Phase::WechatDown => "mock-wechat stopped (connection refused)",
+            Phase::WechatBack => "mock-wechat normal again",
+            Phase::SlowClients => "100 slow clients hold connections to nginx",
+        }
+    }
+}
+
+/// A check's result.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// A finding that is reported, not judged.
+    Info,
+}
+
+pub struct Check {
+    pub verdict: Verdict,
+    pub text: String,
+}
+
+/// The answers of one phase (or all), for a row of the table.
+pub struct Stats {
+    pub sent: usize,
+    pub answers: Vec<Answer>,
+    latencies: Vec<Duration>,
+    pub nginx_sent: usize,
+    pub nginx_ok: usize,
+    pub nginx_max: Duration,
+}
+
+impl Stats {
+    /// Over the given outcomes.
+    pub fn of<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Stats {
+        let mut stats = Stats {
+            sent: 0,
+            answers: Vec::new(),
+            latencies: Vec::new(),
+            nginx_sent: 0,
+            nginx_ok: 0,
+            nginx_max: Duration::ZERO,
+        };
+        for outcome in outcomes {
+            stats.sent += 1;
+            stats.answers.push(outcome.answer);
+            stats.latencies.push(outcome.latency);
+            if outcome.via == Via::Nginx {
+                stats.nginx_sent += 1;
+                stats.nginx_max = stats.nginx_max.max(outcome.latency);
+                if outcome.answer == Answer::Status(200) {
+                    stats.nginx_ok += 1;
+                }
+            }
+        }
+        stats.latencies.sort_unstable();
+        stats
+    }
+
+    pub fn count(&self, answer: Answer) -> usize {
+        self.answers.iter().filter(|a| **a == answer).count()
+    }
+
+    /// Whether every answer is one of `allowed` (and there was at least one).
+    pub fn only(&self, allowed: &[Answer]) -> bool {
+        self.sent > 0 && self.answers.iter().all(|a| allowed.contains(a))
+    }
+
+    pub fn median(&self) -> Duration {
+        self.latencies
+            .get(self.latencies.len() / 2)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn max(&self) -> Duration {
+        self.latencies.last().copied().unwrap_or_default()
+    }
+
+    /// `200×12 503×1200 timeout×1`, for progress lines and checks.
+    pub fn breakdown(&self) -> String {
+        let kinds: BTreeSet<Answer> = self.answers.iter().copied().collect();
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|kind| format!("{}×{}", label(*kind), self.count(*kind)))
+            .collect();
+        if parts.is_empty() {
+            "nothing sent".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// A column header for an answer.
+fn label(answer: Answer) -> String {
+    match answer {
+        Answer::Status(code) => code.to_string(),
+        Answer::Timeout => "timeout".into(),
+        Answer::Failed => "conn. error".into(),
+    }
+}
+
+/// `3 ms`, `2.01 s`.
+pub fn short(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+/// Everything the summary shows.
+pub struct Report {
+    /// `MariaDB 10.11.6, nginx 1.22.1`, and the load's shape.
+    pub setup: String,
+    pub outcomes: Vec<Outcome>,
+    /// How long each phase ran.
+    pub spans: Vec<(Phase, Duration)>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Fail)
+            .count()
+    }
+
+    /// The summary in Markdown: a heading, the table, the checks.
+    pub fn render(&self, now: SystemTime) -> String {
+        let columns: BTreeSet<Answer> = self.outcomes.iter().map(|o| o.answer).collect();
+        let mut out = String::new();
+        let _ = writeln!(out, "### Fault drill, last run {}\n", utc_minute(now));
+        let _ = writeln!(out, "{}\n", self.setup);
+        let mut header = "| phase | what was done | s | sent |".to_owned();
+        let mut rule = "|---|---|--:|--:|".to_owned();
+        for column in &columns {
+            let _ = write!(header, " {} |", label(*column));
+            rule.push_str("--:|");
+        }
+        header.push_str(" median | max | via nginx: 200/sent, max |");
+        rule.push_str("--:|--:|--:|");
+        let _ = writeln!(out, "{header}\n{rule}");
+        let mut row = |name: &str, what: &str, seconds: Duration, stats: &Stats| {
+            let mut line = format!(
+                "| {name} | {what} | {:.1} | {} |",
+                seconds.as_secs_f64(),
+                stats.sent
+            );
+            for column in &columns {
+                let _ = write!(line, " {} |", stats.count(*column));
+            }
+            let _ = writeln!(
+                out,
+                "{line} {} | {} | {}/{}, {} |",
+                short(stats.median()),
+                short(stats.max()),
+                stats.nginx_ok,
+                stats.nginx_sent,
+                short(stats.nginx_max)
+            );
+        };
+        let mut total_time = Duration::ZERO;
+        for phase in Phase::ALL {
+            let seconds: Duration = self
+                .spans
+                .iter()
+                .filter(|(p, _)| *p == phase)
+                .map(|(_, d)| *d)
+                .sum();
+            total_time += seconds;
+            let stats = Stats::of(self.outcomes.iter().filter(|o| o.phase == phase));
+            row(phase.name(), phase.what(), seconds, &stats);
+        }
+        row(
+            "**total**",
+            "",
+            total_time,
+            &Stats::of(self.outcomes.iter()),
+        );
+        let _ = writeln!(out);
+        for check in &self.checks {
+            let mark = match check.verdict {
+                Verdict::Pass => "✔",
+                Verdict::Fail => "✘ FAILED:",
+                Verdict::Info => "ℹ",
+            };
+            let _ = writeln!(out, "- {mark} {}", check.text);
+        }
+        out
+    }
+}
+
+/// `2026-11-25 14:03 UTC`, without a date crate: days since the epoch to a civil date
+/// (Howard Hinnant's algorithm).
+fn utc_minute(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        let at = |secs| utc_minute(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00 UTC");
+        assert_eq!(at(951_782_400 + 3_661), "2000-02-29 01:01 UTC");
+        assert_eq!(at(1_795_564_800), "2026-11-25 00:00 UTC");
+    }
+
+    #[test]
+    fn phases_are_indexed_by_their_discriminant() {
+        for (i, phase) in Phase::ALL.iter().enumerate() {
+            assert_eq!(*phase as usize, i);
+        }
+    }
+}
