@@ -6,7 +6,7 @@ BIND        ?= 127.0.0.1:8888
 MOCK_BIND   ?= 127.0.0.1:9999
 DATABASE_URL ?= sqlite://wxlogin.db
 
-.PHONY: help run build test test-client drill fuzz fmt lint clean
+.PHONY: help run build test test-client bench drill fuzz fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 	cargo test --workspace
 	cargo build --workspace
 	node --test --test-reporter=spec tests/client/
+
+bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
+	./target/release/wxlogin-bench $(BENCH_ARGS)
 
 drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx (~1.5 min, root)
 	./target/release/wxlogin-drill

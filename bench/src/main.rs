@@ -1,0 +1,615 @@
+//! `wxlogin-bench`: the program behind `make bench` (issue 6).
+//!
+//! It starts the release builds of `mock-wechat` and `wxlogin` as child processes on free
+//! loopback ports against a fresh database, drives them with our own keep-alive load generator,
+//! measures the ceilings (mock-wechat alone, the store alone) in the same run, and prints one
+//! table, also written to `target/bench/last-run.md` for the README. Every row is bounded by time
+//! and by a request budget, so the whole run takes about a minute and a half on the reference
+//! machine (2 cores).
+
+mod load;
+mod procstat;
+mod report;
+mod scenarios;
+mod servers;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use wxlogin::config::DatabaseUrl;
+use wxlogin::store::StoreOptions;
+
+use crate::load::Limits;
+use crate::procstat::{Probe, Watched};
+use crate::report::{Row, Setup, SLOW_WECHAT_LATENCY};
+use crate::scenarios::{Kind, RawUpsertWorker, StoreWorker};
+use crate::servers::{free_addr, Database, Process, STOP};
+
+const USAGE: &str = "\
+usage: wxlogin-bench [options]     (normally run by `make bench`)
+
+  --sqlite            use a temporary SQLite file instead of MariaDB
+  --quick             only 16 and 64 connections (the slow-WeChat row keeps 256)
+  --conns LIST        connection counts to run, e.g. `64,256` (default 1,16,64,256)
+  --duration SECS     bound on each row (default 2.5)
+  --max-requests N    bound on each row's request count (default 500000)
+  --users N           returning users and /api/me tokens (default 1000)
+  --threads N         WXLOGIN_THREADS for the server (default: the server's default)
+  --mock-close        mock-wechat closes every connection (its own default) instead of
+                      keeping them alive as WeChat does (MOCK_WECHAT_KEEP_ALIVE=1)
+  --mysql-url URL     MariaDB/MySQL server without a database
+                      (default $WXLOGIN_BENCH_MYSQL_URL or mysql://root@127.0.0.1:3306)
+  --only LIST         run only these rows, e.g. `first,me` (mock, store, raw, first,
+                      returning, me, mix, slow; default all): to profile one scenario
+  --out PATH          where to write the Markdown table (default target/bench/last-run.md)
+";
+
+/// Connections per row, as the issue asks.
+const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
+const QUICK_CONCURRENCY: [usize; 2] = [16, 64];
+/// The slow-WeChat row: enough connections to need 256 logins in flight.
+const SLOW_WECHAT_CONNS: usize = 256;
+/// mock-wechat holds a worker for the whole added latency, so it needs more than the 256
+/// requests in flight or it becomes the bottleneck itself.
+const SLOW_WECHAT_MOCK_THREADS: usize = 512;
+/// Connections used to log the returning users in before the rows start.
+const SETUP_CONNS: usize = 16;
+
+#[derive(Debug, Clone)]
+struct Args {
+    sqlite: bool,
+    quick: bool,
+    duration: Duration,
+    max_requests: u64,
+    users: usize,
+    threads: Option<usize>,
+    /// Keep mock-wechat's connections alive, as WeChat's are. Off by default: with tiny_http
+    /// 0.12's connection pool, a burst of new keep-alive connections (wxlogin's upstream pool
+    /// growing to 256 in the slow-WeChat row) leaves some without a thread, and the logins on
+    /// them wait out `WECHAT_TIMEOUT` (504), which measures the mock, not wxlogin.
+    mock_keep_alive: bool,
+    mysql_url: String,
+    /// Row kinds to run; empty: all.
+    only: Vec<Kind>,
+    /// Connection counts to run; empty: the default (or the quick) set.
+    conns: Vec<usize>,
+    out: Option<PathBuf>,
+}
+
+impl Args {
+    fn wants(&self, kind: Kind) -> bool {
+        self.only.is_empty() || self.only.contains(&kind)
+    }
+
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut parsed = Args {
+            sqlite: false,
+            quick: false,
+            duration: Duration::from_millis(2500),
+            max_requests: 500_000,
+            users: 1000,
+            threads: None,
+            mock_keep_alive: true,
+            mysql_url: std::env::var("WXLOGIN_BENCH_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+            only: Vec::new(),
+            conns: Vec::new(),
+            out: None,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+            match arg.as_str() {
+                "--sqlite" => parsed.sqlite = true,
+                "--quick" => parsed.quick = true,
+                "--mock-close" => parsed.mock_keep_alive = false,
+                "--duration" => {
+                    let text = value("--duration")?;
+                    let secs: f64 = text
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| (0.1..=60.0).contains(s))
+                        .ok_or(format!("--duration {text}: use seconds from 0.1 to 60"))?;
+                    parsed.duration = Duration::from_secs_f64(secs);
+                }
+                "--max-requests" => {
+                    parsed.max_requests = number(&value("--max-requests")?, "--max-requests")?;
+                }
+                "--users" => parsed.users = number(&value("--users")?, "--users")?,
+                "--threads" => parsed.threads = Some(number(&value("--threads")?, "--threads")?),
+                "--mysql-url" => parsed.mysql_url = value("--mysql-url")?,
+                "--only" => {
+                    for name in value("--only")?.split(',') {
+                        parsed.only.extend_from_slice(match name.trim() {
+                            "mock" => &[Kind::MockAlone][..],
+                            "store" => &[Kind::StoreInsert, Kind::StoreUpdate],
+                            "raw" => &[Kind::DbRaw],
+                            "first" => &[Kind::First],
+                            "returning" => &[Kind::Returning],
+                            "me" => &[Kind::Me],
+                            "mix" => &[Kind::Mix],
+                            "slow" => &[Kind::FirstSlowWechat],
+                            other => return Err(format!("--only: unknown row {other:?}")),
+                        });
+                    }
+                }
+                "--conns" => {
+                    for n in value("--conns")?.split(',') {
+                        let n: usize = number(n.trim(), "--conns")?;
+                        if n > 4096 {
+                            return Err(format!("--conns {n}: at most 4096"));
+                        }
+                        parsed.conns.push(n);
+                    }
+                }
+                "--out" => parsed.out = Some(PathBuf::from(value("--out")?)),
+                "-h" | "--help" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// A positive whole number.
+fn number<T: std::str::FromStr + PartialOrd + Default>(
+    text: &str,
+    name: &str,
+) -> Result<T, String> {
+    text.parse::<T>()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or(format!("{name} {text}: use a whole number above 0"))
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(why) if why.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprint!("wxlogin-bench: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    servers::install_signal_handlers();
+    match run(&args) {
+        Ok(()) if STOP.load(Ordering::SeqCst) => ExitCode::from(130),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("wxlogin-bench: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The two children, and what the load generator needs to reach them.
+struct Servers {
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
+    mock_keep_alive: bool,
+    server: Process,
+    mock: Process,
+}
+
+impl Servers {
+    /// Restarts mock-wechat on the same address with other settings; wxlogin keeps pointing at
+    /// it (mock-wechat closes every connection, so wxlogin holds none to the old process).
+    fn restart_mock(&mut self, latency: Duration, threads: Option<usize>) -> Result<(), String> {
+        // The old one must be gone before the new one binds its port.
+        self.mock.stop();
+        self.mock = start_mock(
+            &self.bin_dir,
+            &self.log_dir,
+            self.mock.addr,
+            latency,
+            threads,
+            self.mock_keep_alive,
+        )?;
+        Ok(())
+    }
+
+    fn watched(&self, db: Option<u32>) -> Watched {
+        Watched {
+            server: self.server.pid(),
+            mock: self.mock.pid(),
+            db,
+        }
+    }
+}
+
+/// `RUST_LOG` for both children: `warn`, because per-request access logging at `info` would be
+/// part of what we measure. `WXLOGIN_BENCH_RUST_LOG` overrides it to investigate a run.
+fn child_log_level() -> String {
+    std::env::var("WXLOGIN_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+fn start_mock(
+    bin_dir: &Path,
+    log_dir: &Path,
+    addr: SocketAddr,
+    latency: Duration,
+    threads: Option<usize>,
+    keep_alive: bool,
+) -> Result<Process, String> {
+    let mut env = vec![
+        ("MOCK_WECHAT_BIND", addr.to_string()),
+        ("MOCK_WECHAT_LATENCY_MS", latency.as_millis().to_string()),
+        ("MOCK_WECHAT_KEEP_ALIVE", u8::from(keep_alive).to_string()),
+        ("RUST_LOG", child_log_level()),
+    ];
+    if let Some(threads) = threads {
+        env.push(("MOCK_WECHAT_THREADS", threads.to_string()));
+    }
+    Process::start(
+        "mock-wechat",
+        &bin_dir.join("mock-wechat"),
+        addr,
+        &["MOCK_WECHAT_", "RUST_LOG"],
+        &env,
+        log_dir.join(format!("mock-wechat-{}ms.log", latency.as_millis())),
+    )
+}
+
+fn start_server(
+    bin_dir: &Path,
+    log_dir: &Path,
+    mock: SocketAddr,
+    database_url: &str,
+    threads: Option<usize>,
+) -> Result<Process, String> {
+    let addr = free_addr().map_err(|e| format!("no free port: {e}"))?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
+    let jwt_secret: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut env = vec![
+        ("WXLOGIN_BIND", addr.to_string()),
+        ("WECHAT_API_BASE", format!("http://{mock}")),
+        ("WECHAT_APPID", scenarios::APPID.to_owned()),
+        ("WECHAT_SECRET", scenarios::APP_SECRET.to_owned()),
+        ("JWT_SECRET", jwt_secret),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("RUST_LOG", child_log_level()),
+    ];
+    if let Some(threads) = threads {
+        env.push(("WXLOGIN_THREADS", threads.to_string()));
+    }
+    Process::start(
+        "wxlogin",
+        &bin_dir.join("wxlogin"),
+        addr,
+        &["WXLOGIN_", "WECHAT_", "JWT_", "DATABASE_URL", "RUST_LOG"],
+        &env,
+        log_dir.join("wxlogin.log"),
+    )
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let started = SystemTime::now();
+    let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
+    let bin_dir = exe.parent().ok_or("no binary folder")?.to_path_buf();
+    for name in ["wxlogin", "mock-wechat"] {
+        if !bin_dir.join(name).is_file() {
+            return Err(format!(
+                "{} is missing: build with `cargo build --release --workspace` (or run `make bench`)",
+                bin_dir.join(name).display()
+            ));
+        }
+    }
+    // target/release/ → target/bench/
+    let log_dir = bin_dir.parent().unwrap_or(&bin_dir).join("bench");
+    std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| log_dir.join("last-run.md"));
+
+    let database = if args.sqlite {
+        Database::create_sqlite()?
+    } else {
+        Database::create_mysql(&args.mysql_url)?
+    };
+    let database_url = database.url();
+    eprintln!("database: {}", database.describe());
+    let db_at_start = database.counters();
+
+    let mock = start_mock(
+        &bin_dir,
+        &log_dir,
+        free_addr().map_err(|e| format!("no free port: {e}"))?,
+        Duration::ZERO,
+        None,
+        args.mock_keep_alive,
+    )?;
+    let server = start_server(&bin_dir, &log_dir, mock.addr, &database_url, args.threads)?;
+    let mut servers = Servers {
+        bin_dir,
+        log_dir,
+        mock_keep_alive: args.mock_keep_alive,
+        server,
+        mock,
+    };
+    eprintln!(
+        "wxlogin on {} (pid {}), mock-wechat on {} (pid {}); logs in {}",
+        servers.server.addr,
+        servers.server.pid(),
+        servers.mock.addr,
+        servers.mock.pid(),
+        servers.log_dir.display()
+    );
+
+    // The server sizes its pool as min(threads, 32); the store ceiling uses the same.
+    let pool = args
+        .threads
+        .unwrap_or(wxlogin::config::DEFAULT_THREADS)
+        .min(StoreOptions::default().max_connections);
+    let store = wxlogin::store::open(
+        &DatabaseUrl::parse(&database_url)?,
+        StoreOptions {
+            max_connections: pool,
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| format!("opening the store for the ceiling: {e}"))?;
+    // MariaDB without the store layer's per-checkout costs, for comparison.
+    let raw_pool = if database.is_mysql() {
+        Some(scenarios::raw_mysql_pool(&database_url, pool)?)
+    } else {
+        None
+    };
+    let db_pid = if database.is_mysql() && is_local(&args.mysql_url) {
+        procstat::find_process(&["mariadbd", "mysqld"])
+    } else {
+        None
+    };
+
+    eprintln!("logging {} returning users in…", args.users);
+    let tokens = scenarios::log_in_returning_users(servers.server.addr, args.users, SETUP_CONNS)?;
+    // The existing openids the store-update ceiling cycles through.
+    let setup = load::run(
+        &Limits {
+            conns: SETUP_CONNS,
+            duration: Duration::from_secs(60),
+            max_requests: args.users as u64,
+        },
+        &STOP,
+        |_| StoreWorker::new(&*store, 0, Some(args.users as u64)),
+    );
+    if setup.not_ok() > 0 {
+        return Err(format!(
+            "storing the existing users failed: {:?}",
+            setup.first_failure
+        ));
+    }
+
+    let concurrencies: &[usize] = if !args.conns.is_empty() {
+        &args.conns
+    } else if args.quick {
+        &QUICK_CONCURRENCY
+    } else {
+        &CONCURRENCY
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row_no = 0;
+    let measure = |row_no: usize, kind: Kind, conns: usize, servers: &Servers| -> Row {
+        let limits = Limits {
+            conns,
+            duration: args.duration,
+            max_requests: args.max_requests,
+        };
+        let counters_before = database.counters();
+        let probe = Probe::start(servers.watched(db_pid));
+        let http_target = if kind == Kind::MockAlone {
+            servers.mock.addr
+        } else {
+            servers.server.addr
+        };
+        let outcome = match kind {
+            Kind::StoreInsert => {
+                load::run(&limits, &STOP, |_| StoreWorker::new(&*store, row_no, None))
+            }
+            Kind::StoreUpdate => load::run(&limits, &STOP, |_| {
+                StoreWorker::new(&*store, row_no, Some(args.users as u64))
+            }),
+            Kind::DbRaw => {
+                let pool = raw_pool.as_ref().expect("only run on MySQL");
+                load::run(&limits, &STOP, |_| RawUpsertWorker::new(pool, row_no))
+            }
+            _ => load::run_http(http_target, &limits, &STOP, |seq, out| {
+                scenarios::login_path_request(kind, row_no, seq, &tokens, out)
+            }),
+        };
+        let usage = probe.finish();
+        let db_commands = match (counters_before, database.counters()) {
+            (Some(before), Some(after)) => Some(after.per_request(&before, outcome.answered())),
+            _ => None,
+        };
+        let row = Row {
+            kind,
+            conns,
+            outcome,
+            usage,
+            db_commands,
+        };
+        eprintln!(
+            "  {:<41} {:>3} conns  {:>8}/s  p99 {:>7.2} ms  not 200: {}",
+            kind.label(),
+            conns,
+            report::thousands(row.outcome.rate()),
+            row.outcome.percentile_ms(99.0),
+            row.outcome.not_ok()
+        );
+        row
+    };
+
+    let kinds = [
+        Kind::MockAlone,
+        Kind::StoreInsert,
+        Kind::StoreUpdate,
+        Kind::DbRaw,
+        Kind::First,
+        Kind::Returning,
+        Kind::Me,
+        Kind::Mix,
+    ];
+    'all: for &conns in concurrencies {
+        for kind in kinds
+            .into_iter()
+            .filter(|&k| args.wants(k) && (k != Kind::DbRaw || raw_pool.is_some()))
+        {
+            if STOP.load(Ordering::SeqCst) {
+                break 'all;
+            }
+            row_no += 1;
+            rows.push(measure(row_no, kind, conns, &servers));
+        }
+    }
+    if !STOP.load(Ordering::SeqCst) && args.wants(Kind::FirstSlowWechat) {
+        eprintln!(
+            "restarting mock-wechat with {} ms latency and {SLOW_WECHAT_MOCK_THREADS} threads…",
+            SLOW_WECHAT_LATENCY.as_millis()
+        );
+        servers.restart_mock(SLOW_WECHAT_LATENCY, Some(SLOW_WECHAT_MOCK_THREADS))?;
+        row_no += 1;
+        rows.push(measure(
+            row_no,
+            Kind::FirstSlowWechat,
+            SLOW_WECHAT_CONNS,
+            &servers,
+        ));
+    }
+
+    let mut warnings = Vec::new();
+    if let (Some(start), Some(end)) = (db_at_start, database.counters()) {
+        if end.uptime_s < start.uptime_s {
+            warnings.push(format!(
+                "the database server restarted during this run (up {} s at the end): rows with \
+                 failures measured the outage, and the figures are not comparable",
+                end.uptime_s
+            ));
+        }
+    }
+    for warning in &warnings {
+        eprintln!("WARNING: {warning}");
+    }
+    let setup = Setup {
+        warnings,
+        started,
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model: cpu_model(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or("?".into(), |s| s.trim().to_owned()),
+        memory: memory(),
+        database: database.describe(),
+        mock_keep_alive: args.mock_keep_alive,
+        server_threads: args.threads.map_or(
+            format!("{} (default)", wxlogin::config::DEFAULT_THREADS),
+            |n| n.to_string(),
+        ),
+        pool,
+        duration: args.duration,
+        max_requests: args.max_requests,
+        users: args.users,
+        command: command_line(),
+        interrupted: STOP.load(Ordering::SeqCst),
+    };
+    let markdown = report::markdown(&setup, &rows);
+    println!("\n{markdown}");
+    if let Some(dir) = out_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&out_path, &markdown).map_err(|e| format!("{}: {e}", out_path.display()))?;
+    eprintln!("written to {}", out_path.display());
+
+    // Order matters: the pool and the children go before the database is dropped.
+    drop(raw_pool);
+    drop(store);
+    drop(servers);
+    drop(database);
+    Ok(())
+}
+
+/// Whether the database URL names this machine, so its server process can be watched.
+fn is_local(url: &str) -> bool {
+    [
+        "@127.0.0.1",
+        "@localhost",
+        "@[::1]",
+        "//127.0.0.1",
+        "//localhost",
+    ]
+    .iter()
+    .any(|host| url.contains(host))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn memory() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.0} GiB RAM", kib / 1024.0 / 1024.0))
+        })
+        .unwrap_or_else(|| "RAM unknown".into())
+}
+
+/// How this run was started, for the "reproduce" line.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        "make bench".into()
+    } else {
+        format!("make bench BENCH_ARGS='{}'", args.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_the_flags() {
+        let args = parse(&[
+            "--sqlite",
+            "--quick",
+            "--duration",
+            "1.5",
+            "--threads",
+            "64",
+        ])
+        .unwrap();
+        assert!(args.sqlite && args.quick && args.mock_keep_alive);
+        assert!(!parse(&["--mock-close"]).unwrap().mock_keep_alive);
+        assert_eq!(args.duration, Duration::from_millis(1500));
+        assert_eq!(args.threads, Some(64));
+        assert!(parse(&["--duration", "0"]).is_err());
+        assert!(parse(&["--users", "-1"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        let only = parse(&["--only", "store,me"]).unwrap();
+        assert!(only.wants(Kind::StoreUpdate) && only.wants(Kind::Me) && !only.wants(Kind::First));
+        assert!(parse(&["--only", "nope"]).is_err());
+        assert_eq!(parse(&["--conns", "64,256"]).unwrap().conns, vec![64, 256]);
+        assert!(parse(&["--conns", "0"]).is_err());
+        assert_eq!(parse(&["--help"]).unwrap_err(), "");
+    }
+}
