@@ -3,7 +3,7 @@
 //! so it reads in a terminal too) for both stdout and `target/bench/last-run.md`.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::load::Outcome;
 use crate::procstat::Usage;
@@ -512,25 +512,11 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
-/// `2026-11-25 16:29 UTC`, without a date library (days-from-civil, inverted).
+/// `2026-11-25 16:29 UTC`: the minute a run happened, for its report.
 fn utc_date(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+    jiff::Timestamp::try_from(at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| "(unknown time)".into())
 }
 
 /// A Markdown table padded so its columns line up in a terminal as well.
@@ -598,6 +584,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn row(kind: Kind, conns: usize, per_second: u32, p99_ms: u32) -> Row {
         // The slowest 2% take `p99_ms`, so that is the 99th percentile.
