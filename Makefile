@@ -12,7 +12,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## Build release binaries (wxlogin and mock-wechat)
-	cargo build --release --workspace
+	cargo build --release -p wxlogin -p mock-wechat
 
 run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stops both
 	@set -euo pipefail; \
@@ -34,9 +34,11 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 	node --test --test-reporter=spec tests/client/
 
 bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
+	cargo build --release -p wxlogin-bench
 	./target/release/wxlogin-bench $(BENCH_ARGS)
 
 drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx (~1.5 min, root)
+	cargo build --release -p wxlogin-drill
 	./target/release/wxlogin-drill
 
 test-client: ## Run only the mini-program client tests (Node)
