@@ -161,6 +161,10 @@ pub struct Config {
     /// The address clients reach the service at (`WXLOGIN_PUBLIC_URL`), used to build avatar
     /// URLs; `None` means `http://` plus the bound address.
     pub public_url: Option<String>,
+    /// How long a client connection may stay silent, reading or writing, before it is dropped
+    /// (`WXLOGIN_CLIENT_TIMEOUT`): idle keep-alive connections, clients that send nothing, and
+    /// stalled bodies.
+    pub client_timeout: Duration,
     /// How long a shutdown waits for requests in flight (`WXLOGIN_DRAIN_TIMEOUT`).
     pub drain_timeout: Duration,
     /// How long a login code's successful outcome is remembered, so that a retry with the same
@@ -170,6 +174,10 @@ pub struct Config {
     /// local mock: tokens will not survive a restart, which `main` warns about.
     pub jwt_secret_generated: bool,
 }
+
+/// Default `WXLOGIN_CLIENT_TIMEOUT`: above nginx's upstream keep-alive timeout (50s in
+/// deploy/nginx), so that nginx, not wxlogin, closes idle upstream connections.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default `WXLOGIN_DRAIN_TIMEOUT`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -275,6 +283,16 @@ impl Config {
             },
         };
 
+        let client_timeout = match get("WXLOGIN_CLIENT_TIMEOUT") {
+            None => DEFAULT_CLIENT_TIMEOUT,
+            Some(text) => match parse_duration(&text) {
+                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+                _ => return Err(format!(
+                    "WXLOGIN_CLIENT_TIMEOUT: {text:?} is not a timeout; use a duration from 1s to 3600s such as 60s (default 60s; keep it above the proxy's upstream keep-alive timeout)"
+                )),
+            },
+        };
+
         let drain_timeout = match get("WXLOGIN_DRAIN_TIMEOUT") {
             None => DEFAULT_DRAIN_TIMEOUT,
             Some(text) => match parse_duration(&text) {
@@ -322,6 +340,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
             drain_timeout,
+            client_timeout,
             public_url,
             jwt_secret_generated,
         })

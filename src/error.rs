@@ -19,6 +19,8 @@ pub enum Error {
     UnsupportedMediaType,
     /// An uploaded file is not an image type we accept.
     UnsupportedImage,
+    /// The client stopped sending its body for longer than `WXLOGIN_CLIENT_TIMEOUT`.
+    RequestTimeout,
     /// The body is larger than `limit` bytes.
     PayloadTooLarge { limit: usize },
     /// No route has this path.
@@ -44,6 +46,7 @@ impl Error {
             Error::BadRequest(_) => 400,
             Error::UnsupportedMediaType | Error::UnsupportedImage => 415,
             Error::PayloadTooLarge { .. } => 413,
+            Error::RequestTimeout => 408,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Unauthorized(_) => 401,
@@ -86,6 +89,7 @@ impl Error {
                 "send the body as application/x-www-form-urlencoded or application/json".into()
             }
             Error::UnsupportedImage => "the file is not a JPEG, PNG, WebP or GIF image".into(),
+            Error::RequestTimeout => "the request body stopped arriving; send it again".into(),
             Error::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
             }
@@ -147,6 +151,7 @@ impl fmt::Display for Error {
             Error::UnsupportedMediaType => f.write_str("unsupported content type"),
             Error::UnsupportedImage => f.write_str("unsupported image type"),
             Error::PayloadTooLarge { limit } => write!(f, "body over {limit} bytes"),
+            Error::RequestTimeout => f.write_str("client stalled while sending the body"),
             Error::NotFound => f.write_str("no route"),
             Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow {allow})"),
             Error::Unauthorized(why) => write!(f, "unauthorized: {why}"),

@@ -100,6 +100,13 @@ impl Server {
         watch_http_layer_panics();
         let bind_error = |e: &dyn fmt::Display| StartError::Bind(format!("{}: {e}", config.bind));
         let listener = TcpListener::bind(config.bind).map_err(|e| bind_error(&e))?;
+        // Accepted sockets inherit these on Linux: a client silent for this long, reading or
+        // writing, is dropped (our tiny_http keeps accepting when accept() itself times out).
+        let socket = socket2::SockRef::from(&listener);
+        socket
+            .set_read_timeout(Some(config.client_timeout))
+            .and_then(|()| socket.set_write_timeout(Some(config.client_timeout)))
+            .map_err(|e| bind_error(&e))?;
         let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
         let our_handle = listener.try_clone().map_err(|e| bind_error(&e))?;
         let http =
@@ -582,7 +589,10 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
         .as_reader()
         .take(limit as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|_| Error::BadRequest("the request body could not be read".into()))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Error::RequestTimeout,
+            _ => Error::BadRequest("the request body could not be read".into()),
+        })?;
     if body.len() > limit {
         return Err(Error::PayloadTooLarge { limit });
     }

@@ -479,3 +479,47 @@ fn a_burst_of_keep_alive_connections_is_answered_at_once() {
         "{unanswered} of 48 connections got no answer"
     );
 }
+
+/// Sockets time out after `WXLOGIN_CLIENT_TIMEOUT` of silence: a client that sends nothing is
+/// dropped, and one that stalls inside a body is answered 408 and frees its worker.
+#[test]
+fn silent_clients_are_dropped_and_stalled_bodies_free_their_workers() {
+    use std::io::{Read, Write};
+    capture_logs();
+    let db = TestDb::sqlite();
+    let app = AppBuilder::new("http://127.0.0.1:9", &db, Secrets::unique())
+        .var("WXLOGIN_THREADS", "2")
+        .var("WXLOGIN_CLIENT_TIMEOUT", "1s")
+        .start();
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+
+    let mut silent = connect();
+    let mut stalled: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = connect();
+            s.write_all(b"POST /api/wxuser HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\ncode=").unwrap();
+            s
+        })
+        .collect();
+
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        silent.read(&mut buf).unwrap_or(0),
+        0,
+        "the silent client is closed"
+    );
+    for s in &mut stalled {
+        let n = s.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    // Both workers were held by the stalled bodies; they are free again.
+    assert_eq!(app.get("/healthz", None).status, 200);
+}

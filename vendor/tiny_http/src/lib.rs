@@ -338,6 +338,16 @@ impl Server {
                         }));
                     }
 
+                    // wxlogin patch: a receive timeout set on the listening socket (so that
+                    // accepted sockets inherit it) makes accept() time out when no client
+                    // comes; that is no error, so keep accepting.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        continue;
+                    }
+
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());
