@@ -50,29 +50,18 @@ impl Error {
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Unauthorized(_) => 401,
-            Error::Wechat(e) => match e {
-                WechatError::Rejected { errcode, .. } => match errcode {
-                    40029 | 40163 => 401,
-                    45011 => 429,
-                    40226 => 403,
-                    _ => 502,
-                },
-                WechatError::Status(_)
-                | WechatError::BadAnswer(_)
-                | WechatError::Unreachable(_) => 502,
-                WechatError::Timeout => 504,
+            Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
+                40029 | 40163 => 401,
+                45011 => 429,
+                40226 => 403,
+                _ => 502,
             },
-            Error::Phone(e) => match e {
-                WechatError::Rejected { errcode, .. } => match errcode {
-                    40029 | 40163 => 400,
-                    45011 => 429,
-                    _ => 502,
-                },
-                WechatError::Status(_)
-                | WechatError::BadAnswer(_)
-                | WechatError::Unreachable(_) => 502,
-                WechatError::Timeout => 504,
+            Error::Phone(WechatError::Rejected { errcode, .. }) => match errcode {
+                40029 | 40163 => 400,
+                45011 => 429,
+                _ => 502,
             },
+            Error::Wechat(e) | Error::Phone(e) => upstream_failure(e).0,
             Error::Store(e) => match e {
                 StoreError::Unavailable(_) => 503,
                 StoreError::Query(_) => 500,
@@ -96,33 +85,20 @@ impl Error {
             Error::NotFound => "no such endpoint".into(),
             Error::MethodNotAllowed { allow } => format!("this endpoint accepts {allow}"),
             Error::Unauthorized(why) => (*why).into(),
-            Error::Wechat(e) => match e {
-                WechatError::Rejected { errcode, .. } => match errcode {
-                    40029 => "the login code is invalid; call wx.login() again".into(),
-                    40163 => "the login code was already used; call wx.login() again".into(),
-                    45011 => "WeChat's rate limit was reached; retry in a minute".into(),
-                    40226 => "WeChat blocked this login: the user is flagged as high-risk".into(),
-                    other => format!("WeChat refused the login (errcode {other})"),
-                },
-                WechatError::Status(_)
-                | WechatError::BadAnswer(_)
-                | WechatError::Unreachable(_) => {
-                    "WeChat could not be reached or gave an unusable answer; retry shortly".into()
-                }
-                WechatError::Timeout => "WeChat did not answer in time; retry shortly".into(),
+            Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
+                40029 => "the login code is invalid; call wx.login() again".into(),
+                40163 => "the login code was already used; call wx.login() again".into(),
+                45011 => "WeChat's rate limit was reached; retry in a minute".into(),
+                40226 => "WeChat blocked this login: the user is flagged as high-risk".into(),
+                other => format!("WeChat refused the login (errcode {other})"),
             },
-            Error::Phone(e) => match e {
-                WechatError::Rejected { errcode, .. } => match errcode {
-                    40029 => "the phone code is invalid: send the code from the getPhoneNumber button's event (e.detail.code), not the one from wx.login()".into(),
-                    40163 => "the phone code was already used; ask the user to tap the button again".into(),
-                    45011 => "WeChat's rate limit was reached; retry in a minute".into(),
-                    other => format!("WeChat refused the phone number request (errcode {other})"),
-                },
-                WechatError::Status(_) | WechatError::BadAnswer(_) | WechatError::Unreachable(_) => {
-                    "WeChat could not be reached or gave an unusable answer; retry shortly".into()
-                }
-                WechatError::Timeout => "WeChat did not answer in time; retry shortly".into(),
+            Error::Phone(WechatError::Rejected { errcode, .. }) => match errcode {
+                40029 => "the phone code is invalid: send the code from the getPhoneNumber button's event (e.detail.code), not the one from wx.login()".into(),
+                40163 => "the phone code was already used; ask the user to tap the button again".into(),
+                45011 => "WeChat's rate limit was reached; retry in a minute".into(),
+                other => format!("WeChat refused the phone number request (errcode {other})"),
             },
+            Error::Wechat(e) | Error::Phone(e) => upstream_failure(e).1.into(),
             Error::Store(StoreError::Unavailable(_)) => {
                 "the database is unavailable; retry shortly".into()
             }
@@ -139,6 +115,21 @@ impl Error {
             body["errcode"] = json!(errcode);
         }
         body
+    }
+}
+
+/// Status and message for a WeChat failure other than an errcode, the same for every WeChat
+/// API: the upstream misbehaved (502) or was too slow (504).
+fn upstream_failure(e: &WechatError) -> (u16, &'static str) {
+    match e {
+        WechatError::Timeout => (504, "WeChat did not answer in time; retry shortly"),
+        WechatError::Rejected { .. }
+        | WechatError::Status(_)
+        | WechatError::BadAnswer(_)
+        | WechatError::Unreachable(_) => (
+            502,
+            "WeChat could not be reached or gave an unusable answer; retry shortly",
+        ),
     }
 }
 
