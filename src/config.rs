@@ -167,6 +167,13 @@ pub struct Config {
     pub client_timeout: Duration,
     /// How long a shutdown waits for requests in flight (`WXLOGIN_DRAIN_TIMEOUT`).
     pub drain_timeout: Duration,
+    /// From a request's first byte, how long its head and body may take to arrive
+    /// (`WXLOGIN_BODY_TIMEOUT`); a body still incomplete then is answered 408. Requests reach a
+    /// worker only once read, so a slow client never holds one.
+    pub body_timeout: Duration,
+    /// Open client connections at most (`WXLOGIN_MAX_CONNECTIONS`); each has a thread of its
+    /// own while open, and a connection beyond the cap is answered 503 and closed at once.
+    pub max_connections: usize,
     /// How long a login code's successful outcome is remembered, so that a retry with the same
     /// code gets a fresh token instead of WeChat's "code been used". Zero turns it off.
     pub code_replay_window: Duration,
@@ -178,6 +185,14 @@ pub struct Config {
 /// Default `WXLOGIN_CLIENT_TIMEOUT`: above nginx's upstream keep-alive timeout (50s in
 /// deploy/nginx), so that nginx, not wxlogin, closes idle upstream connections.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default `WXLOGIN_BODY_TIMEOUT` (nginx's `client_header_timeout` and `client_body_timeout`
+/// are 60s each, per read; this one bounds the whole request).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default `WXLOGIN_MAX_CONNECTIONS`, per worker thread: room for idle keep-alive connections
+/// beside the busy ones, within a thread budget that a small VPS (and `TasksMax`) allows.
+pub const DEFAULT_CONNECTIONS_PER_THREAD: usize = 4;
 
 /// Default `WXLOGIN_DRAIN_TIMEOUT`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -303,6 +318,27 @@ impl Config {
             },
         };
 
+        let body_timeout = match get("WXLOGIN_BODY_TIMEOUT") {
+            None => DEFAULT_BODY_TIMEOUT,
+            Some(text) => match parse_duration(&text) {
+                Some(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(600) => d,
+                _ => return Err(format!(
+                    "WXLOGIN_BODY_TIMEOUT: {text:?} is not a timeout; use a duration from 100ms to 600s such as 10s (default 10s)"
+                )),
+            },
+        };
+
+        let max_connections = match get("WXLOGIN_MAX_CONNECTIONS") {
+            None => threads * DEFAULT_CONNECTIONS_PER_THREAD,
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n) if (1..=65_536).contains(&n) => n,
+                _ => return Err(format!(
+                    "WXLOGIN_MAX_CONNECTIONS: {text:?} is not a connection count; use a whole number from 1 to 65536 (default {DEFAULT_CONNECTIONS_PER_THREAD} per worker thread, {})",
+                    threads * DEFAULT_CONNECTIONS_PER_THREAD
+                )),
+            },
+        };
+
         let public_url = match get("WXLOGIN_PUBLIC_URL") {
             None => None,
             Some(url) => {
@@ -340,6 +376,8 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
             drain_timeout,
+            body_timeout,
+            max_connections,
             client_timeout,
             public_url,
             jwt_secret_generated,

@@ -97,7 +97,6 @@ impl Server {
         config: Config,
         store: Arc<dyn UserStore>,
     ) -> Result<Server, StartError> {
-        watch_http_layer_panics();
         let bind_error = |e: &dyn fmt::Display| StartError::Bind(format!("{}: {e}", config.bind));
         let listener = TcpListener::bind(config.bind).map_err(|e| bind_error(&e))?;
         // Accepted sockets inherit these on Linux: a client silent for this long, reading or
@@ -109,8 +108,10 @@ impl Server {
             .map_err(|e| bind_error(&e))?;
         let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
         let our_handle = listener.try_clone().map_err(|e| bind_error(&e))?;
-        let http =
-            Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| bind_error(&e))?);
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with_limits(listener, None, http_limits(&config))
+                .map_err(|e| bind_error(&e))?,
+        );
         let tokens = Arc::new(TokenIssuer::new(&config.jwt));
         let metrics = Arc::new(Metrics::new());
         let wechat = WechatClient::new(config.wechat.clone(), metrics.clone());
@@ -189,10 +190,10 @@ impl Server {
     }
 
     /// Whether the server stopped accepting connections on its own: tiny_http's accept loop
-    /// ended with an error, or one of tiny_http's own threads panicked (it unwraps the clone of
-    /// each accepted socket, which fails when the process runs out of file descriptors).
+    /// ended (an accept error such as running out of file descriptors, or a panic). A panic on
+    /// any other thread ends only that connection or request.
     pub fn listener_failed(&self) -> bool {
-        self.listener_failed.load(Ordering::SeqCst) || HTTP_LAYER_PANICKED.load(Ordering::SeqCst)
+        self.listener_failed.load(Ordering::SeqCst)
     }
 
     /// Stops accepting connections, lets the workers finish every request already received
@@ -245,28 +246,23 @@ impl Drop for Server {
     }
 }
 
-/// Set by the panic hook when a thread of tiny_http's own (not one of our workers) panicked.
-static HTTP_LAYER_PANICKED: AtomicBool = AtomicBool::new(false);
-
-/// Installs, once per process, a panic hook that notes panics on tiny_http's own threads (its
-/// accept loop dies with them, silently) and then runs the previous hook as before.
-fn watch_http_layer_panics() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let on_our_thread = std::thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("wxlogin-"));
-            let in_tiny_http = info
-                .location()
-                .is_some_and(|l| l.file().contains("tiny_http"));
-            if in_tiny_http && !on_our_thread {
-                HTTP_LAYER_PANICKED.store(true, Ordering::SeqCst);
+/// What tiny_http's connection threads enforce before a request reaches a worker: the
+/// connection cap, the whole-request deadline, and each route's body limit, so a body is read in
+/// full (or refused) before any worker sees it.
+fn http_limits(config: &Config) -> tiny_http::Limits {
+    let max_body_bytes = config.max_body_bytes;
+    tiny_http::Limits {
+        max_connections: config.max_connections,
+        body_timeout: config.body_timeout,
+        body_limit: Arc::new(move |_, url: &str| {
+            if url.split('?').next() == Some("/api/me/avatar") {
+                avatar::MAX_UPLOAD_BODY_BYTES
+            } else {
+                max_body_bytes
             }
-            previous(info);
-        }));
-    });
+        }),
+        thread_stack_bytes: WORKER_STACK_BYTES,
+    }
 }
 
 /// One worker: take a request, answer it, repeat until an unblock arrives after shutdown began.
@@ -577,9 +573,10 @@ fn body_kind(request: &Request) -> Result<BodyKind, Error> {
     }
 }
 
-/// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413. An
-/// unread rest is discarded by (our patched) tiny_http with a fixed buffer, and a connection
-/// with more than it discards is closed.
+/// Reads at most `limit` bytes of body; a declared or actual length beyond it is a 413. The
+/// body is already in memory (tiny_http's connection thread read it, up to the route's limit,
+/// under `WXLOGIN_BODY_TIMEOUT`), so this never waits on the client; a body that did not arrive
+/// in time reads as timed out (408). A connection whose body was left unread is closed.
 fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
     if request.body_length().is_some_and(|n| n > limit) {
         return Err(Error::PayloadTooLarge { limit });

@@ -256,12 +256,19 @@ fn sigterm_drains_the_binary_and_it_exits_0() {
 
 /// tiny_http's accept loop ends for good on any accept error; out of file descriptors is the
 /// likely one. The process must then exit non-zero, so that its supervisor restarts it, rather
-/// than live on deaf.
+/// than live on deaf. (The connection cap normally keeps descriptors from running out; here it
+/// is set above the descriptor limit on purpose.)
 #[test]
 fn the_binary_exits_1_when_its_listener_dies() {
     let db = TestDb::sqlite();
     let mut binary = start_binary(
-        &["prlimit", "--nofile=48:48", "--"],
+        &[
+            "env",
+            "WXLOGIN_MAX_CONNECTIONS=1000",
+            "prlimit",
+            "--nofile=48:48",
+            "--",
+        ],
         "http://127.0.0.1:9",
         &db,
     );

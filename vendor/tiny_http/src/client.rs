@@ -1,69 +1,110 @@
+//! wxlogin patch: one client connection, served on its own thread.
+//!
+//! The original read each request's head byte by byte, handed the application a reader on the
+//! socket for the body, and went on reading the next request while the application answered.
+//! A slow client then held an application worker for as long as it trickled its body, a reset
+//! peer panicked the connection thread, and nothing bounded the size of a head.
+//!
+//! Here the connection thread does all the reading: the head under size limits, then the whole
+//! body (up to the limit the application chose for that route) under one deadline measured from
+//! the request's first byte. Only then does the request reach the application, which answers into
+//! memory; this thread writes the answer and reads the next request. Framing errors, oversized
+//! heads and unsupported versions are answered here and the connection closed (RFC 9112).
+
 use ascii::AsciiString;
 
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
-
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::convert::TryFrom;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{HTTPVersion, Header, Method};
+use crate::request::{Body, ResponseBuffer};
 use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Limits, Request};
 
-/// A ClientConnection is an object that will store a socket to a client
-/// and return Request objects.
+/// Longest request line or header line (nginx's `large_client_header_buffers` default).
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Longest request head, request line and headers together.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines in one request.
+pub const MAX_HEADERS: usize = 100;
+/// After an answer that closes the connection, the unread rest of a request is read and
+/// discarded for at most this long and this much, so that the client sees the answer instead of
+/// a reset (nginx's lingering close).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: u64 = 1024 * 1024;
+
+/// A ClientConnection stores a socket to a client and yields its requests.
 pub struct ClientConnection {
-    // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
-
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
-
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
-
-    // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
-
-    // set to true if we know that the previous request is the last one
+    remote_addr: Option<SocketAddr>,
+    /// The socket, read through a buffer and written directly (answers come whole).
+    reader: BufReader<RefinedTcpStream>,
+    limits: Arc<Limits>,
+    /// The socket's read timeout when accepted (inherited from the listener): how long an idle
+    /// connection may stay silent.
+    idle_timeout: Option<Duration>,
+    /// The read timeout last set on the socket, to skip setting the same one again.
+    read_timeout: Option<Duration>,
+    /// Set once no further request may be read: the client or an answer said `close`, a body was
+    /// left unread, or the server is closing.
     no_more_requests: bool,
-
-    // true if the connection goes through SSL
+    /// Set by the server when it shuts down.
+    server_closing: Arc<AtomicBool>,
     secure: bool,
 }
 
-/// Error that can happen when reading a request.
-#[derive(Debug)]
+/// Why a request could not be read; each has its own answer, or none.
 enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+    /// The peer closed, reset or went silent before a request started: close quietly.
+    Gone,
+    /// Answer with this status and close.
+    Refuse(u16, &'static str),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> ReadError {
+        match e.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                ReadError::Refuse(408, "the request did not arrive in time")
+            }
+            ErrorKind::InvalidData => ReadError::Refuse(400, "malformed request"),
+            _ => ReadError::Gone,
+        }
+    }
+}
+
+/// How the length of a request body is known (RFC 9112 §6.3).
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
 }
 
 impl ClientConnection {
-    /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
+    /// Creates a new `ClientConnection` that takes ownership of the socket.
     pub fn new(
-        write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Arc<Limits>,
+        server_closing: Arc<AtomicBool>,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        // A peer that already reset the connection has no address; its requests (if any were
+        // read) get none either, and nothing unwraps it.
+        let remote_addr = read_socket.peer_addr().ok().flatten();
         let secure = read_socket.secure();
-
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
-
+        let idle_timeout = read_socket.read_timeout().ok().flatten();
         ClientConnection {
-            source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
-            next_header_source: first_header,
+            reader: BufReader::with_capacity(4096, read_socket),
+            limits,
+            idle_timeout,
+            read_timeout: idle_timeout,
             no_more_requests: false,
+            server_closing,
             secure,
         }
     }
@@ -73,252 +114,477 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+    /// Serves every request of the connection: each is read whole, pushed to the application
+    /// with `deliver`, and its answer written back before the next is read.
+    pub fn serve(mut self, deliver: impl Fn(Request)) {
+        let (sender, answers) = mpsc::channel();
+        while let Some((request, close_requested)) = self.next_request(&sender) {
+            deliver(request);
+            if !self.write_answer(&answers) || close_requested.load(Ordering::Acquire) {
+                self.no_more_requests = true;
             }
+            if self.no_more_requests {
+                break;
+            }
+        }
+        self.linger();
+    }
 
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
+    /// Waits for the application's answer to the request just delivered and writes it.
+    fn write_answer(&mut self, answers: &Receiver<Vec<u8>>) -> bool {
+        match answers.recv() {
+            Ok(bytes) => self.write_all(&bytes),
+            Err(_) => false,
         }
     }
 
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+    fn write_all(&mut self, bytes: &[u8]) -> bool {
+        let socket = self.reader.get_mut();
+        socket.write_all(bytes).and_then(|()| socket.flush()).is_ok()
+    }
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
+    /// Reads the next request, or answers why it cannot and returns `None`.
+    fn next_request(
+        &mut self,
+        answers: &mpsc::Sender<Vec<u8>>,
+    ) -> Option<(Request, Arc<AtomicBool>)> {
+        if self.no_more_requests || self.server_closing.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.read_request(answers) {
+            Ok(found) => Some(found),
+            Err(ReadError::Gone) => None,
+            Err(ReadError::Refuse(status, why)) => {
+                self.refuse(status, why);
+                None
+            }
+        }
+    }
 
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+    /// Answers a request this layer refuses, and marks the connection for closing.
+    fn refuse(&mut self, status: u16, why: &str) {
+        self.no_more_requests = true;
+        let reason = crate::common::StatusCode(status).default_reason_phrase();
+        let body = format!("{{\"status\":{status},\"message\":\"{why}\"}}");
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.write_all(answer.as_bytes());
+    }
 
-                    if line.is_empty() {
-                        break;
-                    };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
+    /// After the last answer: stop writing, then read and drop what the client still sends for
+    /// a moment, so that closing does not reset the connection before the answer is read.
+    fn linger(&mut self) {
+        let _ = self.reader.get_mut().shutdown_write();
+        let _ = self.reader.get_mut().set_read_timeout(Some(LINGER_TIME));
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut rest = (&mut self.reader).take(LINGER_BYTES);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match rest.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Sets the socket's read timeout for the next read from the socket: the idle timeout, or
+    /// less when a deadline is nearer. Past the deadline, the read fails as timed out.
+    fn arm(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        if !self.reader.buffer().is_empty() {
+            return Ok(());
+        }
+        let wanted = match deadline {
+            None => self.idle_timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ErrorKind::TimedOut.into());
                 }
-
-                headers
-            };
-
-            (method, path, version, headers)
+                Some(self.idle_timeout.map_or(left, |idle| idle.min(left)))
+            }
         };
+        if wanted != self.read_timeout {
+            self.reader.get_mut().set_read_timeout(wanted)?;
+            self.read_timeout = wanted;
+        }
+        Ok(())
+    }
 
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
+    /// Reads one line ending in CRLF (or a bare LF), without its end, refusing lines longer than
+    /// `MAX_LINE_BYTES` or that would take the head past `head_left` bytes.
+    fn read_line(&mut self, deadline: Instant, head_left: &mut usize) -> Result<Vec<u8>, ReadError> {
+        let mut line = Vec::new();
+        loop {
+            self.arm(Some(deadline))?;
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                return Err(ReadError::Gone);
+            }
+            let (taken, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (available.len(), false),
+            };
+            if line.len() + taken > MAX_LINE_BYTES + 2 || taken > *head_left {
+                return Err(ReadError::Refuse(431, "request header fields too large"));
+            }
+            line.extend_from_slice(&available[..taken]);
+            self.reader.consume(taken);
+            *head_left -= taken;
+            if done {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+        }
+    }
 
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
+    /// Reads a request: its head under the size limits, then its body under the deadline.
+    fn read_request(
+        &mut self,
+        answers: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(Request, Arc<AtomicBool>), ReadError> {
+        // Waiting for a request to begin is bounded by the idle timeout only; from its first
+        // byte on, the whole request must arrive within the body timeout.
+        self.arm(None).map_err(|_| ReadError::Gone)?;
+        match self.reader.fill_buf() {
+            Ok([]) | Err(_) => return Err(ReadError::Gone),
+            Ok(_) => {}
+        }
+        let deadline = Instant::now() + self.limits.body_timeout;
+        let mut head_left = MAX_HEAD_BYTES;
 
-        // building the next reader
-        let request = crate::request::new_request(
+        // RFC 9112 §2.2: empty lines before a request line are ignored (a few of them).
+        let mut request_line = Vec::new();
+        for _ in 0..4 {
+            request_line = self.read_line(deadline, &mut head_left)?;
+            if !request_line.is_empty() {
+                break;
+            }
+        }
+        let (method, path, version) = parse_request_line(&request_line)?;
+
+        let mut headers = Vec::new();
+        loop {
+            let line = self.read_line(deadline, &mut head_left)?;
+            if line.is_empty() {
+                break;
+            }
+            if headers.len() == MAX_HEADERS {
+                return Err(ReadError::Refuse(431, "too many request header fields"));
+            }
+            headers.push(parse_header(line)?);
+        }
+
+        let framing = framing(&headers, &version)?;
+        let expects_continue = match find(&headers, "Expect") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
+            Some(_) => return Err(ReadError::Refuse(417, "expectation failed")),
+        };
+        if connection_says(&headers, "close")
+            || (version == HTTPVersion(1, 0) && !connection_says(&headers, "keep-alive"))
+        {
+            self.no_more_requests = true;
+        }
+
+        let limit = (self.limits.body_limit)(&method, &path) as u64;
+        let body = match framing {
+            Framing::None => Body::Complete(Vec::new()),
+            Framing::Length(0) => Body::Complete(Vec::new()),
+            // Too large by its own account: the application refuses it unread.
+            Framing::Length(n) if n > limit => Body::NotRead,
+            Framing::Length(n) => {
+                self.send_continue(expects_continue, &version);
+                self.read_body(n, deadline, |r, out| {
+                    r.take(n).read_to_end(out).map(|_| ())
+                })
+            }
+            Framing::Chunked => {
+                self.send_continue(expects_continue, &version);
+                self.read_body(limit + 1, deadline, |r, out| {
+                    chunked_transfer::Decoder::new(r)
+                        .take(limit + 1)
+                        .read_to_end(out)
+                        .map(|_| ())
+                })
+            }
+        };
+        let body_length = match framing {
+            Framing::Length(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => None,
+        };
+        if let Body::Complete(data) = &body {
+            let declared = body_length.map(|n| n as u64);
+            if declared.is_some_and(|n| n != data.len() as u64) {
+                // The client closed in the middle of its body.
+                return Err(ReadError::Gone);
+            }
+            if matches!(framing, Framing::Chunked) && data.len() as u64 > limit {
+                // The rest of an oversized chunked body stays unread: close after the answer.
+                self.no_more_requests = true;
+            }
+        } else {
+            self.no_more_requests = true;
+        }
+
+        let close_requested = Arc::new(AtomicBool::new(false));
+        let request = crate::request::received_request(
             self.secure,
             method,
             path,
-            version.clone(),
+            version,
             headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
+            self.remote_addr,
+            body_length,
+            body,
+            ResponseBuffer::new(answers.clone()),
+            self.no_more_requests,
+            close_requested.clone(),
+        );
+        Ok((request, close_requested))
     }
-}
 
-impl Iterator for ClientConnection {
-    type Item = Request;
-
-    /// Blocks until the next Request is available.
-    /// Returns None when no new Requests will come from the client.
-    fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
-            return None;
+    /// Reads a body whose reading `read` describes; a deadline or a reset while reading is
+    /// reported inside the body, so the application answers it (408) from memory.
+    fn read_body(
+        &mut self,
+        capacity: u64,
+        deadline: Instant,
+        read: impl FnOnce(&mut DeadlineReader<'_>, &mut Vec<u8>) -> io::Result<()>,
+    ) -> Body {
+        let mut data = Vec::with_capacity(capacity.min(64 * 1024) as usize);
+        let mut reader = DeadlineReader {
+            connection: self,
+            deadline,
+        };
+        match read(&mut reader, &mut data) {
+            Ok(()) => Body::Complete(data),
+            Err(e) => Body::Failed(data, e.kind()),
         }
+    }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
-
-            // wxlogin patch: a body that may not be read to its end when the request is dropped
-            // (one over the drain limit, or a chunked one, which is never drained) would leave
-            // the rest of it to be parsed as the next request: close the connection after this
-            // request instead.
-            let chunked = rq
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Transfer-Encoding"));
-            let over_drain_limit = rq
-                .body_length()
-                .is_some_and(|n| n > crate::util::DRAIN_LIMIT);
-            if chunked || over_drain_limit {
-                self.no_more_requests = true;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
+    /// Sends `100 Continue` when the client waits for it before sending its body.
+    fn send_continue(&mut self, expects_continue: bool, version: &HTTPVersion) {
+        if expects_continue && *version >= HTTPVersion(1, 1) {
+            self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
     }
 }
 
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
+/// Reads the connection's socket, each read bounded by the request's deadline.
+struct DeadlineReader<'c> {
+    connection: &'c mut ClientConnection,
+    deadline: Instant,
 }
 
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.connection.arm(Some(self.deadline))?;
+        self.connection.reader.read(buf)
+    }
+}
+
+impl BufRead for DeadlineReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.connection.arm(Some(self.deadline))?;
+        self.connection.reader.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.connection.reader.consume(amount)
+    }
+}
+
+/// Decides how the body's length is known, refusing what RFC 9112 §6.3 says a server must not
+/// guess at: both `Content-Length` and `Transfer-Encoding`, several or invalid lengths, and a
+/// transfer coding other than a final `chunked`.
+fn framing(headers: &[Header], version: &HTTPVersion) -> Result<Framing, ReadError> {
+    let mut lengths = headers.iter().filter(|h| h.field.equiv("Content-Length"));
+    let mut codings = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"));
+    let length = lengths.next();
+    let coding = codings.next();
+    if lengths.next().is_some() {
+        return Err(ReadError::Refuse(400, "several Content-Length headers"));
+    }
+    if codings.next().is_some() {
+        return Err(ReadError::Refuse(400, "several Transfer-Encoding headers"));
+    }
+    match (length, coding) {
+        (Some(_), Some(_)) => Err(ReadError::Refuse(
+            400,
+            "both Content-Length and Transfer-Encoding",
+        )),
+        (Some(length), None) => {
+            let text = length.value.as_str();
+            if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ReadError::Refuse(400, "invalid Content-Length"));
+            }
+            text.parse()
+                .map(Framing::Length)
+                .map_err(|_| ReadError::Refuse(400, "invalid Content-Length"))
+        }
+        (None, Some(coding)) => {
+            if *version < HTTPVersion(1, 1) {
+                return Err(ReadError::Refuse(
+                    400,
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
+            }
+            let codings: Vec<&str> = coding.value.as_str().split(',').map(str::trim).collect();
+            match codings.as_slice() {
+                [only] if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+                [.., last] if last.eq_ignore_ascii_case("chunked") => Err(ReadError::Refuse(
+                    501,
+                    "only the chunked transfer coding is supported",
+                )),
+                _ => Err(ReadError::Refuse(400, "the body is not chunked last")),
+            }
+        }
+        (None, None) => Ok(Framing::None),
+    }
+}
+
+fn find<'h>(headers: &'h [Header], name: &'static str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Whether a `Connection` header lists `option`.
+fn connection_says(headers: &[Header], option: &'static str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.field.equiv("Connection"))
+        .flat_map(|h| h.value.as_str().split(','))
+        .any(|o| o.trim().eq_ignore_ascii_case(option))
+}
+
+fn parse_header(line: Vec<u8>) -> Result<Header, ReadError> {
+    let line = AsciiString::from_ascii(line)
+        .map_err(|_| ReadError::Refuse(400, "a header is not ASCII"))?;
+    Header::from_str(line.as_str().trim())
+        .map_err(|_| ReadError::Refuse(400, "malformed header field"))
+}
+
+/// Parses the request line, e.g. `GET / HTTP/1.1`. Versions other than 1.0 and 1.1 are
+/// answered 505, anything that is not a request line 400.
+fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), ReadError> {
+    let bad = || ReadError::Refuse(400, "malformed request line");
+    let line = std::str::from_utf8(line).map_err(|_| bad())?;
     let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let method: Method = method.parse().map_err(|_| bad())?;
+    if path.is_empty() || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    let version = match version {
+        "HTTP/1.0" => HTTPVersion(1, 0),
+        "HTTP/1.1" => HTTPVersion(1, 1),
+        v if v.len() == 8
+            && v.starts_with("HTTP/")
+            && v.as_bytes()[5].is_ascii_digit()
+            && v.as_bytes()[6] == b'.'
+            && v.as_bytes()[7].is_ascii_digit() =>
+        {
+            return Err(ReadError::Refuse(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ))
+        }
+        _ => return Err(bad()),
+    };
+    Ok((method, path.to_owned(), version))
 }
 
 #[cfg(test)]
 mod test {
+    use super::*;
+
     #[test]
     fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
+        let Ok((method, path, ver)) = parse_request_line(b"GET /hello HTTP/1.1") else {
+            panic!("a valid request line");
+        };
+        assert!(method == Method::Get);
         assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
+        assert!(ver == HTTPVersion(1, 1));
 
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        for (line, status) in [
+            (&b"GET /hello"[..], 400),
+            (b"qsd qsd qsd", 400),
+            (b"GET / HTTP/2.0", 505),
+            (b"GET / HTTP/3.0", 505),
+            (b"GET / HTTP/1.1 extra", 400),
+            (b"GET  HTTP/1.1", 400),
+        ] {
+            match parse_request_line(line) {
+                Err(ReadError::Refuse(s, _)) => assert_eq!(s, status, "{line:?}"),
+                _ => panic!("{line:?} must be refused"),
+            }
+        }
+    }
+
+    fn header(name: &str, value: &str) -> Header {
+        Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn framing_refuses_what_rfc_9112_forbids() {
+        let v11 = HTTPVersion(1, 1);
+        let cases: Vec<(Vec<Header>, Option<u16>, &str)> = vec![
+            (vec![header("Content-Length", "5")], None, "one length"),
+            (
+                vec![header("Content-Length", "5"), header("Content-Length", "5")],
+                Some(400),
+                "duplicate length",
+            ),
+            (vec![header("Content-Length", "5x")], Some(400), "not a number"),
+            (vec![header("Content-Length", "-1")], Some(400), "negative"),
+            (vec![header("Content-Length", "+5")], Some(400), "signed"),
+            (vec![header("Content-Length", "5, 5")], Some(400), "list"),
+            (
+                vec![header("Content-Length", "99999999999999999999999")],
+                Some(400),
+                "overflow",
+            ),
+            (
+                vec![
+                    header("Content-Length", "5"),
+                    header("Transfer-Encoding", "chunked"),
+                ],
+                Some(400),
+                "both",
+            ),
+            (vec![header("Transfer-Encoding", "chunked")], None, "chunked"),
+            (
+                vec![header("Transfer-Encoding", "gzip, chunked")],
+                Some(501),
+                "unknown coding",
+            ),
+            (
+                vec![header("Transfer-Encoding", "chunked, gzip")],
+                Some(400),
+                "chunked not last",
+            ),
+        ];
+        for (headers, expected, what) in cases {
+            let got = match framing(&headers, &v11) {
+                Ok(_) => None,
+                Err(ReadError::Refuse(status, _)) => Some(status),
+                Err(ReadError::Gone) => Some(0),
+            };
+            assert_eq!(got, expected, "{what}");
+        }
     }
 }

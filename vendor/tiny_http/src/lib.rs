@@ -99,9 +99,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -169,6 +168,41 @@ pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
+/// wxlogin patch: what the connection threads enforce before a request reaches the
+/// application.
+#[derive(Clone)]
+pub struct Limits {
+    /// Open client connections at most; beyond it a new connection is answered 503 and closed.
+    pub max_connections: usize,
+    /// From a request's first byte, how long its head and body may take to arrive.
+    pub body_timeout: Duration,
+    /// The largest body read for a request, by method and path: a longer declared body is left
+    /// unread (the application answers 413 and the connection closes).
+    pub body_limit: Arc<dyn Fn(&Method, &str) -> usize + Send + Sync>,
+    /// Stack size of each connection thread (they only parse heads and copy bodies).
+    pub thread_stack_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            body_timeout: Duration::from_secs(10),
+            body_limit: Arc::new(|_, _| 1024 * 1024),
+            thread_stack_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("max_connections", &self.max_connections)
+            .field("body_timeout", &self.body_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Represents the parameters required to create a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -186,6 +220,133 @@ pub struct SslConfig {
     pub certificate: Vec<u8>,
     /// Contains the ultra-secret private key used to decode communications.
     pub private_key: Vec<u8>,
+}
+
+/// wxlogin patch: says on `recv()` that the accept loop ended, whether it returned or panicked.
+struct AcceptLoopEnd {
+    messages: Arc<MessagesQueue<Message>>,
+    close: Arc<AtomicBool>,
+}
+
+impl Drop for AcceptLoopEnd {
+    fn drop(&mut self) {
+        if !self.close.load(Relaxed) {
+            let why = if thread::panicking() {
+                "the accept loop panicked"
+            } else {
+                "the accept loop ended"
+            };
+            self.messages
+                .push(IoError::new(IoErrorKind::Other, why).into());
+        }
+    }
+}
+
+/// Open client connections, counted from accept to close.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The body of the answer to a connection over the limit.
+const TOO_MANY_CONNECTIONS: &str = "{\"status\":503,\"message\":\"too many connections\"}";
+
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
+
+/// wxlogin patch: accepts connections until the server closes or accepting fails for good.
+/// Errors that concern one connection (the peer reset it before it was accepted, a signal) or
+/// the listener's own receive timeout are no reason to stop.
+fn accept_loop(
+    server: &Listener,
+    ssl: Option<SslContext>,
+    close: &Arc<AtomicBool>,
+    messages: &Arc<MessagesQueue<Message>>,
+    limits: &Arc<Limits>,
+) {
+    let tasks_pool = util::TaskPool::new(limits.thread_stack_bytes);
+    let open = Arc::new(AtomicUsize::new(0));
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let sock = match server.accept() {
+            Ok((sock, _)) => sock,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    IoErrorKind::WouldBlock
+                        | IoErrorKind::TimedOut
+                        | IoErrorKind::ConnectionAborted
+                        | IoErrorKind::ConnectionReset
+                        | IoErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                if !close.load(Relaxed) {
+                    log::error!("Error accepting new client: {}", e);
+                }
+                return;
+            }
+        };
+        if open.fetch_add(1, Relaxed) >= limits.max_connections {
+            let slot = ConnectionSlot(open.clone());
+            refuse_connection(sock);
+            drop(slot);
+            continue;
+        }
+        let slot = ConnectionSlot(open.clone());
+        let stream = match ssl {
+            None => util::RefinedTcpStream::new(sock),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Some(ref ssl) => match ssl.accept(sock) {
+                Ok(s) => util::RefinedTcpStream::new(s),
+                Err(_) => continue,
+            },
+            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+            Some(()) => continue,
+        };
+        let client = ClientConnection::new(stream, limits.clone(), close.clone());
+        let messages = messages.clone();
+        let mut client = Some((client, slot));
+        let spawned = tasks_pool.spawn(Box::new(move || {
+            if let Some((client, _slot)) = client.take() {
+                client.serve(|request| messages.push(request.into()));
+            }
+        }));
+        if let Err(e) = spawned {
+            // The task (and with it the connection) is dropped: this client is refused, the
+            // next one may find a thread.
+            log::error!("cannot start a connection thread, connection refused: {}", e);
+        }
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it, without a thread of its own.
+fn refuse_connection(sock: Connection) {
+    use std::io::{Read, Write};
+    let mut sock = sock;
+    let _ = sock.set_nonblocking(true);
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{TOO_MANY_CONNECTIONS}",
+        TOO_MANY_CONNECTIONS.len()
+    );
+    let _ = sock.write_all(answer.as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
+    // Read what already arrived, so that closing does not reset the connection (and lose
+    // the answer) because of unread bytes.
+    let mut buf = [0u8; 4096];
+    for _ in 0..4 {
+        match sock.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
 }
 
 impl Server {
@@ -243,7 +404,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// wxlogin patch: builds a new server from a listener, with the given limits.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let limits = Arc::new(limits);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -259,10 +430,6 @@ impl Server {
         compile_error!(
             "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
         );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -285,78 +452,25 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                // wxlogin patch: the accept loop is the one thread whose end is fatal: however
+                // it ends (an accept error, a panic), the application hears of it through
+                // `recv()`, unless the server is closing.
+                let reporter = AcceptLoopEnd {
+                    messages: inside_messages.clone(),
+                    close: inside_close_trigger.clone(),
                 };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    // wxlogin patch: a receive timeout set on the listening socket (so that
-                    // accepted sockets inherit it) makes accept() time out when no client
-                    // comes; that is no error, so keep accepting.
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut =>
-                    {
-                        continue;
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                accept_loop(
+                    &server,
+                    ssl,
+                    &inside_close_trigger,
+                    &inside_messages,
+                    &limits,
+                );
+                drop(reporter);
+            })?;
 
         // result
         Ok(Server {

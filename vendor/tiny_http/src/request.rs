@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -72,35 +74,13 @@ pub struct Request {
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // wxlogin patch: whether the connection closes after this request, whatever the answer
+    closes_connection: bool,
+
+    // wxlogin patch: set when the answer closes the connection, for the connection's thread
+    close_requested: Option<Arc<AtomicBool>>,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
-}
-
-/// Error that can happen when building a `Request` object.
 #[derive(Debug)]
 pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.
@@ -237,8 +217,116 @@ where
         headers,
         body_length: content_length,
         must_send_continue: expects_continue,
-        notify_when_responded: None,
+        closes_connection: false,
+        close_requested: None,
     })
+}
+
+/// wxlogin patch: a request body as the connection's thread read it, before the application
+/// sees the request.
+pub(crate) enum Body {
+    /// The whole body (or, for a chunked one, up to one byte past the route's limit).
+    Complete(Vec<u8>),
+    /// What arrived before reading failed (the deadline passed); the application reads the
+    /// error after the bytes.
+    Failed(Vec<u8>, ErrorKind),
+    /// Not read at all: its declared length is over the route's limit.
+    NotRead,
+}
+
+/// Replays a body read in advance, then the error that ended it, if any.
+struct BodyReader {
+    data: Cursor<Vec<u8>>,
+    then: Option<(ErrorKind, &'static str)>,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.data.read(buf)?;
+        match self.then {
+            Some((kind, what)) if n == 0 && !buf.is_empty() => Err(IoError::new(kind, what)),
+            _ => Ok(n),
+        }
+    }
+}
+
+/// wxlogin patch: where the application's answer goes: into memory, handed to the connection's
+/// thread when complete (on drop), so that a client slow to read never holds a worker.
+pub(crate) struct ResponseBuffer {
+    bytes: Vec<u8>,
+    to_connection: Sender<Vec<u8>>,
+}
+
+impl ResponseBuffer {
+    pub(crate) fn new(to_connection: Sender<Vec<u8>>) -> ResponseBuffer {
+        ResponseBuffer {
+            bytes: Vec::new(),
+            to_connection,
+        }
+    }
+}
+
+impl Write for ResponseBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ResponseBuffer {
+    fn drop(&mut self) {
+        // The connection may be gone already; then nobody waits for the answer.
+        let _ = self.to_connection.send(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// wxlogin patch: builds a request whose head and body the connection's thread has read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn received_request(
+    secure: bool,
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    body_length: Option<usize>,
+    body: Body,
+    writer: ResponseBuffer,
+    closes_connection: bool,
+    close_requested: Arc<AtomicBool>,
+) -> Request {
+    let reader = match body {
+        Body::Complete(data) => BodyReader {
+            data: Cursor::new(data),
+            then: None,
+        },
+        Body::Failed(data, kind) => BodyReader {
+            data: Cursor::new(data),
+            then: Some((kind, "the request body stopped arriving")),
+        },
+        Body::NotRead => BodyReader {
+            data: Cursor::new(Vec::new()),
+            then: Some((ErrorKind::InvalidInput, "the request body is over the limit")),
+        },
+    };
+    Request {
+        data_reader: Some(Box::new(reader)),
+        response_writer: Some(Box::new(writer)),
+        remote_addr,
+        secure,
+        method,
+        path,
+        http_version: version,
+        headers,
+        body_length,
+        must_send_continue: false,
+        closes_connection,
+        close_requested: Some(close_requested),
+    }
 }
 
 impl Request {
@@ -322,15 +410,7 @@ impl Request {
         self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
 
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
+        Box::new(stream) as Box<dyn ReadWrite + Send>
     }
 
     /// Allows to read the body of the request.
@@ -388,16 +468,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        self.extract_writer_impl()
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -433,17 +504,21 @@ impl Request {
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
+        // wxlogin patch: an answer that says `Connection: close`, or a connection that closes
+        // anyway, closes after this answer, and the answer says so.
+        if self.closes_connection || response.closes_connection() {
+            response.close_connection();
+            if let Some(flag) = &self.close_requested {
+                flag.store(true, Ordering::Release);
+            }
+        }
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -468,11 +543,6 @@ impl Request {
             _ => Err(err),
         })
     }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
-    }
 }
 
 impl fmt::Debug for Request {
@@ -490,9 +560,6 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }

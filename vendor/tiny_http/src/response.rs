@@ -43,6 +43,8 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    // wxlogin patch: the connection closes after this answer
+    close: bool,
 }
 
 /// A `Response` without a template parameter.
@@ -206,6 +208,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            close: false,
         };
 
         for h in headers {
@@ -254,9 +257,22 @@ where
     {
         let header = header.into();
 
+        // wxlogin patch: `Connection: close` is honoured (the connection closes after this
+        // answer); other `Connection` values are ours to decide, as before.
+        if header.field.equiv("Connection") {
+            if header
+                .value
+                .as_str()
+                .split(',')
+                .any(|o| o.trim().eq_ignore_ascii_case("close"))
+            {
+                self.close = true;
+            }
+            return;
+        }
+
         // ignoring forbidden headers
-        if header.field.equiv("Connection")
-            || header.field.equiv("Trailer")
+        if header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
         {
@@ -283,6 +299,16 @@ where
         }
 
         self.headers.push(header);
+    }
+
+    /// wxlogin patch: whether the connection closes after this answer.
+    pub fn closes_connection(&self) -> bool {
+        self.close
+    }
+
+    /// wxlogin patch: makes the connection close after this answer, and the answer say so.
+    pub fn close_connection(&mut self) {
+        self.close = true;
     }
 
     /// Returns the same request, but with an additional header.
@@ -319,6 +345,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 
@@ -359,6 +386,12 @@ where
                 0,
                 Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
             );
+        }
+
+        // wxlogin patch: tell the client that the connection closes
+        if self.close && upgrade.is_none() {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
         }
 
         // handling upgrade
@@ -481,6 +514,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }
@@ -569,6 +603,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }

@@ -60,8 +60,8 @@ where
 }
 
 /// wxlogin patch: the most of an unread body that is read and thrown away when the request is
-/// dropped. A connection whose body is larger is closed after its response instead (see
-/// `ClientConnection::next`), so the rest never needs reading.
+/// dropped. (Connections no longer use this reader: `ClientConnection` reads bodies itself; it
+/// remains for `TestRequest`.)
 pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 impl<R> Drop for EqualReader<R>

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -10,16 +11,6 @@ pub(crate) enum Stream {
     Http(Connection),
     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
     Https(SslStream),
-}
-
-impl Clone for Stream {
-    fn clone(&self) -> Self {
-        match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
-        }
-    }
 }
 
 impl From<Connection> for Stream {
@@ -50,6 +41,22 @@ impl Stream {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
+        }
+    }
+
+    fn read_timeout(&self) -> IoResult<Option<Duration>> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.read_timeout(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => ssl_stream.read_timeout(),
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => ssl_stream.set_read_timeout(timeout),
         }
     }
 }
@@ -89,30 +96,20 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// wxlogin patch: one stream for both directions. The original split each socket into a
+    /// read and a write half with `try_clone`, which cost a second file descriptor per
+    /// connection and panicked (unwrap) when the process had none left; one thread now does both.
+    pub(crate) fn new<S>(stream: S) -> RefinedTcpStream
     where
         S: Into<Stream>,
     {
-        let stream: Stream = stream.into();
-
-        let (read, write) = (stream.clone(), stream);
-
-        let read = RefinedTcpStream {
-            stream: read,
+        RefinedTcpStream {
+            stream: stream.into(),
             close_read: true,
-            close_write: false,
-        };
-
-        let write = RefinedTcpStream {
-            stream: write,
-            close_read: false,
             close_write: true,
-        };
-
-        (read, write)
+        }
     }
 
-    /// Returns true if this struct wraps around a secure connection.
     #[inline]
     pub(crate) fn secure(&self) -> bool {
         self.stream.secure()
@@ -120,6 +117,20 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    pub(crate) fn read_timeout(&self) -> IoResult<Option<Duration>> {
+        self.stream.read_timeout()
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    /// Stops writing (the client sees the end of the answers) but keeps reading.
+    pub(crate) fn shutdown_write(&mut self) -> IoResult<()> {
+        self.close_write = false;
+        self.stream.shutdown(Shutdown::Write)
     }
 }
 

@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -10,6 +11,7 @@ use std::time::Duration;
 /// Any idle thread will automatically die after a few seconds.
 pub struct TaskPool {
     sharing: Arc<Sharing>,
+    stack_bytes: usize,
 }
 
 struct Sharing {
@@ -47,8 +49,10 @@ impl<'a> Drop for Registration<'a> {
 }
 
 impl TaskPool {
-    pub fn new() -> TaskPool {
+    /// wxlogin patch: threads get `stack_bytes` of stack.
+    pub fn new(stack_bytes: usize) -> TaskPool {
         let pool = TaskPool {
+            stack_bytes,
             sharing: Arc::new(Sharing {
                 todo: Mutex::new(VecDeque::new()),
                 condvar: Condvar::new(),
@@ -58,7 +62,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // Without these the pool still works: each task then starts a thread.
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -66,68 +71,88 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
-
-        // wxlogin patch: an idle thread that was already woken for a queued task still counts as
-        // idle until it takes that task, so comparing with zero queued a burst of connections
-        // behind a few threads, where each waited for some other keep-alive connection to close.
-        // Only idle threads beyond the tasks already queued are free.
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
-        } else {
-            queue.push_back(code);
-            self.sharing.condvar.notify_one();
+    /// wxlogin patch: runs `code` on an idle thread or a new one. When no thread can be started
+    /// (a task or memory limit), `code` is dropped and the error returned; the pool lives on.
+    /// The thread is started outside the queue's lock (the original spawned, and so panicked on
+    /// failure, while holding it, which poisoned the pool for good).
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
+        {
+            let mut queue = self.sharing.todo.lock().unwrap_or_else(|p| p.into_inner());
+            // wxlogin patch: an idle thread that was already woken for a queued task still
+            // counts as idle until it takes that task, so comparing with zero queued a burst of
+            // connections behind a few threads, where each waited for some other keep-alive
+            // connection to close. Only idle threads beyond the tasks already queued are free.
+            if self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len() {
+                queue.push_back(code);
+                self.sharing.condvar.notify_one();
+                return Ok(());
+            }
         }
+        self.add_thread(Some(code))
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> std::io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
-            let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
+        thread::Builder::new()
+            .name("tiny-http-connection".into())
+            .stack_size(self.stack_bytes)
+            .spawn(move || {
+                let sharing = sharing;
+                let _active_guard = Registration::new(&sharing.active_tasks);
 
-            if let Some(mut f) = initial_fn {
-                f();
-            }
+                if let Some(f) = initial_fn {
+                    run(f);
+                }
 
-            loop {
-                let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                loop {
+                    let task: Box<dyn FnMut() + Send> = {
+                        let mut todo = sharing.todo.lock().unwrap_or_else(|p| p.into_inner());
 
-                    let task;
-                    loop {
-                        if let Some(poped_task) = todo.pop_front() {
-                            task = poped_task;
-                            break;
+                        let task;
+                        loop {
+                            if let Some(poped_task) = todo.pop_front() {
+                                task = poped_task;
+                                break;
+                            }
+                            let _waiting_guard = Registration::new(&sharing.waiting_tasks);
+
+                            let received =
+                                if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
+                                    todo = sharing
+                                        .condvar
+                                        .wait(todo)
+                                        .unwrap_or_else(|p| p.into_inner());
+                                    true
+                                } else {
+                                    let (new_lock, waitres) = sharing
+                                        .condvar
+                                        .wait_timeout(todo, Duration::from_millis(5000))
+                                        .unwrap_or_else(|p| p.into_inner());
+                                    todo = new_lock;
+                                    !waitres.timed_out()
+                                };
+
+                            if !received && todo.is_empty() {
+                                return;
+                            }
                         }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
-                        let received =
-                            if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
-                                true
-                            } else {
-                                let (new_lock, waitres) = sharing
-                                    .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
-                                todo = new_lock;
-                                !waitres.timed_out()
-                            };
+                        task
+                    };
 
-                        if !received && todo.is_empty() {
-                            return;
-                        }
-                    }
+                    run(task);
+                }
+            })
+            .map(|_| ())
+    }
+}
 
-                    task
-                };
-
-                task();
-            }
-        });
+/// wxlogin patch: runs one task; a panic in it (a bug while serving one connection) ends that
+/// task only, not the thread, nor the pool, nor the server.
+fn run(mut task: Box<dyn FnMut() + Send>) {
+    if catch_unwind(AssertUnwindSafe(|| task())).is_err() {
+        log::error!("a connection thread panicked; that connection is closed");
     }
 }
 
