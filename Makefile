@@ -30,6 +30,7 @@ run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stop
 
 test: ## Run every test: Rust suites, then the mini-program client tests (MariaDB at WXLOGIN_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306)
 	cargo test --workspace
+	cargo test -p tiny_http --lib
 	cargo build --workspace
 	node --test --test-reporter=spec tests/client/
 

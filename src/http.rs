@@ -360,9 +360,8 @@ fn serve(app: &App, mut request: Request) {
     for (name, value) in &reply.headers {
         response = response.with_header(header(name, value));
     }
-    if let Err(e) = request.respond(response) {
-        log::debug!("{id} could not send the answer: {e}");
-    }
+    // Logged before the answer leaves: the connection's thread writes it to the client, so a
+    // client that has its answer also finds its access log line and metric.
     let took = started.elapsed();
     app.metrics.observe_request(route, status, took);
     log::info!(
@@ -370,6 +369,9 @@ fn serve(app: &App, mut request: Request) {
         "{id} {method} {route} {status} {:.1}ms {client}",
         took.as_secs_f64() * 1000.0
     );
+    if let Err(e) = request.respond(response) {
+        log::debug!("{id} could not send the answer: {e}");
+    }
 }
 
 /// The client's address for the log: the peer, or, when the peer is a proxy on this machine,
