@@ -14,7 +14,7 @@ const MAX_USER_LEN: usize = 32;
 const MAX_NONCE_LEN: usize = 64;
 /// Longest wait a `slow.<ms>` code asks for; longer values are cut to it so that a typo
 /// cannot hold a worker for hours.
-pub(crate) const MAX_SLOW_MS: u64 = 60_000;
+const MAX_SLOW_MS: u64 = 60_000;
 /// User names that start failure codes, so codes can never be minted for them.
 const RESERVED_USERS: [&str; 4] = ["fail", "http", "garbage", "slow"];
 
@@ -68,7 +68,8 @@ pub(crate) fn is_valid_user(user: &str) -> bool {
         && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn is_valid_nonce(nonce: &str) -> bool {
+/// 1–64 of `[A-Za-z0-9_-]`: the nonce of login and phone codes.
+pub(crate) fn is_valid_nonce(nonce: &str) -> bool {
     (1..=MAX_NONCE_LEN).contains(&nonce.len())
         && nonce
             .bytes()
