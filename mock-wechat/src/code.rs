@@ -14,7 +14,7 @@ const MAX_USER_LEN: usize = 32;
 const MAX_NONCE_LEN: usize = 64;
 /// Longest wait a `slow.<ms>` code asks for; longer values are cut to it so that a typo
 /// cannot hold a worker for hours.
-pub(crate) const MAX_SLOW_MS: u64 = 60_000;
+const MAX_SLOW_MS: u64 = 60_000;
 /// User names that start failure codes, so codes can never be minted for them.
 const RESERVED_USERS: [&str; 4] = ["fail", "http", "garbage", "slow"];
 
@@ -23,16 +23,23 @@ const RESERVED_USERS: [&str; 4] = ["fail", "http", "garbage", "slow"];
 pub(crate) enum Code<'a> {
     /// `<user>.<nonce>`: log this user in, once per code.
     Login(&'a str),
+    /// A failure code (`fail.`, `http.`, `garbage.`, `slow.` with a valid argument).
+    Fault(Fault),
+    /// Anything else: WeChat's 40029 invalid code.
+    Invalid,
+}
+
+/// A failure code: every API that takes a code answers it the same way.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
     /// `fail.<errcode>`: answer this WeChat error.
     Fail(i64),
     /// `http.<status>`: answer this HTTP status (200–599) with an HTML body.
     Http(u16),
     /// `garbage.<anything>`: answer 200 with a body that is not JSON.
     Garbage,
-    /// `slow.<ms>`: wait, then log user `slow` in (reusable).
+    /// `slow.<ms>`: wait, then succeed for user `slow` (reusable).
     Slow(Duration),
-    /// Anything else: WeChat's 40029 invalid code.
-    Invalid,
 }
 
 /// Reads a `js_code`. Never fails: what it cannot read is [`Code::Invalid`].
@@ -41,10 +48,10 @@ pub(crate) fn parse(code: &str) -> Code<'_> {
         return Code::Invalid;
     };
     match user {
-        "fail" => parse_errcode(rest).map_or(Code::Invalid, Code::Fail),
-        "http" => parse_status(rest).map_or(Code::Invalid, Code::Http),
-        "garbage" => Code::Garbage,
-        "slow" => parse_ms(rest).map_or(Code::Invalid, Code::Slow),
+        "fail" => parse_errcode(rest).map_or(Code::Invalid, |e| Code::Fault(Fault::Fail(e))),
+        "http" => parse_status(rest).map_or(Code::Invalid, |s| Code::Fault(Fault::Http(s))),
+        "garbage" => Code::Fault(Fault::Garbage),
+        "slow" => parse_ms(rest).map_or(Code::Invalid, |wait| Code::Fault(Fault::Slow(wait))),
         _ if is_valid_user(user) && is_valid_nonce(rest) => Code::Login(user),
         _ => Code::Invalid,
     }
@@ -61,7 +68,8 @@ pub(crate) fn is_valid_user(user: &str) -> bool {
         && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn is_valid_nonce(nonce: &str) -> bool {
+/// 1–64 of `[A-Za-z0-9_-]`: the nonce of login and phone codes.
+pub(crate) fn is_valid_nonce(nonce: &str) -> bool {
     (1..=MAX_NONCE_LEN).contains(&nonce.len())
         && nonce
             .bytes()
@@ -138,17 +146,23 @@ mod tests {
 
     #[test]
     fn parse_reads_failure_codes() {
-        assert_eq!(parse("fail.40029"), Code::Fail(40029));
-        assert_eq!(parse("fail.-1"), Code::Fail(-1));
-        assert_eq!(parse("http.502"), Code::Http(502));
-        assert_eq!(parse("http.200"), Code::Http(200));
-        assert_eq!(parse("garbage.x"), Code::Garbage);
-        assert_eq!(parse("garbage."), Code::Garbage);
-        assert_eq!(parse("slow.250"), Code::Slow(Duration::from_millis(250)));
-        assert_eq!(parse("slow.99999999"), Code::Slow(Duration::from_secs(60)));
+        assert_eq!(parse("fail.40029"), Code::Fault(Fault::Fail(40029)));
+        assert_eq!(parse("fail.-1"), Code::Fault(Fault::Fail(-1)));
+        assert_eq!(parse("http.502"), Code::Fault(Fault::Http(502)));
+        assert_eq!(parse("http.200"), Code::Fault(Fault::Http(200)));
+        assert_eq!(parse("garbage.x"), Code::Fault(Fault::Garbage));
+        assert_eq!(parse("garbage."), Code::Fault(Fault::Garbage));
+        assert_eq!(
+            parse("slow.250"),
+            Code::Fault(Fault::Slow(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            parse("slow.99999999"),
+            Code::Fault(Fault::Slow(Duration::from_secs(60)))
+        );
         assert_eq!(
             parse("slow.99999999999999999999999"),
-            Code::Slow(Duration::from_secs(60))
+            Code::Fault(Fault::Slow(Duration::from_secs(60)))
         );
     }
 

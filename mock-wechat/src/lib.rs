@@ -36,12 +36,18 @@
 
 mod code;
 mod config;
-mod handler;
+mod control;
 mod identity;
 mod opendata;
 mod phone;
+mod reply;
+mod request;
+mod router;
 mod server;
+mod state;
+mod sync;
 mod token;
+mod wechat;
 
 pub use config::{MockConfig, DEFAULT_APPID, DEFAULT_SECRET};
 pub use opendata::{MockProfile, OpenData};

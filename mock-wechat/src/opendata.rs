@@ -80,12 +80,12 @@ pub(crate) fn seal(
 
 /// `rawData`: `{"nickName":…,"gender":…,"language":"zh_CN","city":"","province":"",
 /// "country":"","avatarUrl":…}`, compact, in WeChat's order.
-pub(crate) fn raw_data(profile: &MockProfile) -> String {
+fn raw_data(profile: &MockProfile) -> String {
     format!("{{{}}}", profile_fields(profile))
 }
 
 /// The JSON inside `encryptedData`, in WeChat's order.
-pub(crate) fn plaintext(profile: &MockProfile, watermark: &Watermark<'_>) -> String {
+fn plaintext(profile: &MockProfile, watermark: &Watermark<'_>) -> String {
     let mut json = format!(
         "{{\"openId\":{},{}",
         json_string(watermark.openid),
@@ -120,7 +120,7 @@ fn json_string(s: &str) -> String {
 }
 
 /// WeChat's rawData signature: lowercase hex of sha1(`raw_data` + `session_key_text`).
-pub(crate) fn signature(raw_data: &str, session_key_text: &str) -> String {
+fn signature(raw_data: &str, session_key_text: &str) -> String {
     let digest = Sha1::new()
         .chain_update(raw_data.as_bytes())
         .chain_update(session_key_text.as_bytes())
@@ -129,7 +129,7 @@ pub(crate) fn signature(raw_data: &str, session_key_text: &str) -> String {
 }
 
 /// AES-128-CBC with PKCS#7 padding.
-pub(crate) fn encrypt(key: &[u8; 16], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
+fn encrypt(key: &[u8; 16], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
     cbc::Encryptor::<Aes128>::new(key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext)
 }
 

@@ -11,8 +11,6 @@ use crate::code;
 const MAX_PHONE_LEN: usize = 20;
 /// Longest country code: ITU codes have 1 to 3 digits.
 const MAX_COUNTRY_LEN: usize = 3;
-/// Longest nonce, as for login codes.
-const MAX_NONCE_LEN: usize = 64;
 
 /// The country code of numbers WeChat shows without a prefix.
 pub(crate) const CHINA: &str = "86";
@@ -56,12 +54,12 @@ pub(crate) fn parse(code: &str) -> Option<Phone<'_>> {
         number,
         country,
     };
-    (is_valid(&phone) && is_valid_nonce(nonce)).then_some(phone)
+    (is_valid(&phone) && code::is_valid_nonce(nonce)).then_some(phone)
 }
 
 /// The phone code for `phone` with `nonce`; `None` when a part is not valid.
 pub(crate) fn format(phone: &Phone<'_>, nonce: &str) -> Option<String> {
-    (is_valid(phone) && is_valid_nonce(nonce)).then(|| {
+    (is_valid(phone) && code::is_valid_nonce(nonce)).then(|| {
         format!(
             "phone.{}.{}.{}.{nonce}",
             phone.user, phone.number, phone.country
@@ -70,7 +68,7 @@ pub(crate) fn format(phone: &Phone<'_>, nonce: &str) -> Option<String> {
 }
 
 /// User as for login codes, number 1–20 digits, country code 1–3 digits not starting with 0.
-pub(crate) fn is_valid(phone: &Phone<'_>) -> bool {
+fn is_valid(phone: &Phone<'_>) -> bool {
     code::is_valid_user(phone.user)
         && digits(phone.number, MAX_PHONE_LEN)
         && digits(phone.country, MAX_COUNTRY_LEN)
@@ -79,13 +77,6 @@ pub(crate) fn is_valid(phone: &Phone<'_>) -> bool {
 
 fn digits(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn is_valid_nonce(nonce: &str) -> bool {
-    (1..=MAX_NONCE_LEN).contains(&nonce.len())
-        && nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

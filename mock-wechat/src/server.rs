@@ -8,10 +8,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::config::MockConfig;
-use crate::handler::{self, State};
 use crate::identity::{self, Nonces};
 use crate::opendata::{MockProfile, OpenData};
 use crate::phone;
+use crate::router;
+use crate::state::{Api, State};
 
 /// How long `stop` waits for tiny_http's accept thread to close the listening socket.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -98,7 +99,7 @@ impl MockWechat {
 
     /// How many requests to `/sns/jscode2session` it has answered, whatever the outcome.
     pub fn jscode2session_calls(&self) -> u64 {
-        self.state.jscode2session_calls()
+        self.state.calls(Api::Jscode2session)
     }
 
     /// The open data the WeChat client would hand `user`'s mini-program with `profile`:
@@ -147,7 +148,7 @@ impl MockWechat {
 
     /// How many requests to `/cgi-bin/stable_token` it has answered, whatever the outcome.
     pub fn stable_token_calls(&self) -> u64 {
-        self.state.stable_token_calls()
+        self.state.calls(Api::StableToken)
     }
 
     /// How many access tokens `/cgi-bin/stable_token` has minted (a call that returned the
@@ -159,7 +160,7 @@ impl MockWechat {
     /// How many requests to `/wxa/business/getuserphonenumber` it has answered, whatever
     /// the outcome.
     pub fn phone_calls(&self) -> u64 {
-        self.state.phone_calls()
+        self.state.calls(Api::PhoneNumber)
     }
 
     /// Stops the server: requests in flight are answered (those still sleeping get 503),
@@ -204,7 +205,7 @@ impl Drop for MockWechat {
 fn work(server: &tiny_http::Server, state: &State) {
     loop {
         match server.recv() {
-            Ok(request) => handler::handle(state, request),
+            Ok(request) => router::handle(state, request),
             Err(_) if state.shutdown.is_stopping() => return,
             // tiny_http reports here that accepting connections failed; nothing to answer.
             Err(err) => log::error!("mock-wechat: {err}"),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::handler::lock;
+use crate::sync::lock;
 
 /// How many tokens are remembered. When full, expired ones are forgotten first, then all of
 /// them (forgotten tokens get 40001 instead of 42001). Only force refreshes mint many.
