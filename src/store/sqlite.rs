@@ -6,9 +6,10 @@
 //! `synchronous = FULL` makes each commit durable before the login is answered, even across a
 //! power loss.
 
+use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, statements, LoginRecord, Profile, StoreError,
-    StoreOptions, User, UserStore,
+    is_duplicate_column, phone_from_columns, LoginRecord, Profile, StoreError, StoreOptions, User,
+    UserStore,
 };
 use crate::config::Secret;
 use crate::wechat::PhoneNumber;
@@ -17,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/sqlite/upsert_login.sql");
-const ADD_COLUMNS: &str = include_str!("../../sql/sqlite/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/sqlite/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
@@ -64,7 +63,7 @@ impl Drop for Lease<'_> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies the schema.
+    /// Opens (creating if needed) the database file and migrates the schema.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -80,17 +79,7 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
         };
-        let conn = store.conn()?;
-        for statement in statements(SCHEMA) {
-            conn.execute_batch(&statement).map_err(classify)?;
-        }
-        for statement in statements(ADD_COLUMNS) {
-            match conn.execute_batch(&statement) {
-                Err(e) if is_duplicate_column(&e.to_string()) => {}
-                other => other.map_err(classify)?,
-            }
-        }
-        drop(conn);
+        apply_migrations(&*store.conn()?)?;
         Ok(store)
     }
 
@@ -288,5 +277,73 @@ fn classify(e: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Query(e.to_string()),
+    }
+}
+
+/// Applies the migrations in one exclusive transaction: processes opening the file together wait
+/// for it (up to the busy timeout), then find the migrations recorded and apply nothing; a
+/// failure rolls everything back, DDL included.
+fn apply_migrations(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN EXCLUSIVE").map_err(classify)?;
+    match migrate::migrate(&mut SqliteSession(conn), &migrate::SQLITE) {
+        Ok(_) => conn.execute_batch("COMMIT").map_err(classify),
+        Err(e) => {
+            // Best effort: SQLite may have rolled back already, and the error to report is `e`.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+struct SqliteSession<'a>(&'a Connection);
+
+impl Session for SqliteSession<'_> {
+    fn execute(&mut self, statement: &str) -> Result<(), StoreError> {
+        self.0.execute_batch(statement).map_err(classify)
+    }
+
+    fn add_column(&mut self, statement: &str) -> Result<(), StoreError> {
+        match self.0.execute_batch(statement) {
+            Err(e) if is_duplicate_column(&e.to_string()) => Ok(()),
+            other => other.map_err(classify),
+        }
+    }
+
+    fn table_exists(&mut self, table: &str) -> Result<bool, StoreError> {
+        self.0
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(classify)
+    }
+
+    fn applied(&mut self) -> Result<Vec<Applied>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(Applied {
+                    version: row.get(0)?,
+                    name: row.get(1)?,
+                    checksum: row.get(2)?,
+                })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<_, _>>().map_err(classify)
+    }
+
+    fn record(&mut self, migration: &Migration, checksum: &str) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
+                params![migration.version, migration.name, checksum],
+            )
+            .map(|_| ())
+            .map_err(classify)
     }
 }
