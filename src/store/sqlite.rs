@@ -347,3 +347,65 @@ impl Session for SqliteSession<'_> {
             .map_err(classify)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrate::Plan;
+
+    /// Today's migrations plus one a later release will add, to test what follows adoption.
+    const WITH_A_LATER_MIGRATION: Plan = Plan {
+        migrations: &[
+            migrate::SQLITE.migrations[0],
+            migrate::SQLITE.migrations[1],
+            Migration {
+                version: 3,
+                name: "0003_later.sql",
+                sql: "CREATE TABLE later (id INTEGER NOT NULL PRIMARY KEY);",
+            },
+        ],
+        ..migrate::SQLITE
+    };
+
+    #[test]
+    fn an_adopted_database_then_gets_the_later_migrations() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE wxuser (user_id TEXT NOT NULL PRIMARY KEY, unionid TEXT, \
+             nickName TEXT, avatar TEXT, gender INTEGER, created_at TEXT NOT NULL DEFAULT '', \
+             updated_at TEXT NOT NULL DEFAULT ''); \
+             INSERT INTO wxuser (user_id, nickName) VALUES ('o-old', 'Old');",
+        )
+        .unwrap();
+
+        let done = migrate::migrate(&mut SqliteSession(&conn), &WITH_A_LATER_MIGRATION).unwrap();
+
+        assert_eq!(done, vec![1, 2, 3], "adopted 1 and 2, applied 3");
+        let versions: Vec<u32> = SqliteSession(&conn)
+            .applied()
+            .unwrap()
+            .iter()
+            .map(|a| a.version)
+            .collect();
+        assert_eq!(versions, vec![1, 2, 3]);
+        let (nick, key): (String, Option<String>) = conn
+            .query_row(
+                "SELECT nickName, session_key FROM wxuser WHERE user_id = 'o-old'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (nick.as_str(), key),
+            ("Old", None),
+            "row kept, column added"
+        );
+        conn.execute_batch("INSERT INTO later (id) VALUES (1); INSERT INTO avatar (hash, content_type, bytes) VALUES ('h', 't', x'00');")
+            .expect("tables of migrations 2 and 3 exist");
+        assert_eq!(
+            migrate::migrate(&mut SqliteSession(&conn), &WITH_A_LATER_MIGRATION).unwrap(),
+            Vec::<u32>::new(),
+            "a second run applies nothing"
+        );
+    }
+}
