@@ -1,6 +1,7 @@
--- Columns added after the first release, one ALTER per statement. Each is applied at start-up;
--- "duplicate column name" (the column is already there) is expected and ignored, which makes
--- the migration idempotent.
+-- Columns added after the first release, before numbered migrations. Used only when adopting a
+-- database created before migrations (see src/store/migrate.rs): each ALTER runs, and
+-- "duplicate column" (the column is already there) is ignored. Fresh databases get these
+-- columns from migrations/0001_wxuser.sql.
 ALTER TABLE wxuser ADD COLUMN session_key TEXT NULL;
 ALTER TABLE wxuser ADD COLUMN phoneNumber TEXT NULL;
 ALTER TABLE wxuser ADD COLUMN purePhoneNumber TEXT NULL;

@@ -4,6 +4,7 @@
 //! single atomic upsert, so concurrent first logins of one user can never create two rows, and
 //! both pass the same contract tests (`tests/api/store.rs`).
 
+mod migrate;
 mod mysql;
 mod sqlite;
 
@@ -133,7 +134,7 @@ fn is_duplicate_column(message: &str) -> bool {
     message.contains("duplicate column")
 }
 
-/// Opens the store named by the URL and applies its schema (idempotently).
+/// Opens the store named by the URL and brings its schema up to date (see [`migrate`]).
 pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Box<dyn UserStore>, StoreError> {
     Ok(match url {
         DatabaseUrl::Mysql(url) => Box::new(MysqlStore::open(url.expose(), options)?),
@@ -141,7 +142,7 @@ pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Box<dyn UserStor
     })
 }
 
-/// The statements of a schema file: `--` comment lines dropped, then split on `;`, which our
+/// The statements of a migration file: `--` comment lines dropped, then split on `;`, which our
 /// files use only as terminators.
 fn statements(script: &str) -> Vec<String> {
     let code: String = script

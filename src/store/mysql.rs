@@ -1,21 +1,21 @@
 //! The MySQL-compatible backend (MySQL, MariaDB, TiDB), for several stateless nodes sharing one
 //! database.
 //!
-//! Start-up applies the schema, so it needs the database; after that the pool keeps no minimum
+//! Start-up migrates the schema, so it needs the database; after that the pool keeps no minimum
 //! of connections (`min 0`) and reconnects on demand, so an outage makes requests fail with 503
 //! (every wait, connect, checkout, read and write, has a bound) and ends without a restart.
 
+use super::migrate::{self, Applied, Migration, Session};
 use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
 use crate::config::Secret;
 use crate::wechat::PhoneNumber;
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
+use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-const SCHEMA: &str = include_str!("../../sql/mysql/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
-const ADD_COLUMNS: &str = include_str!("../../sql/mysql/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/mysql/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/mysql/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
@@ -76,7 +76,7 @@ impl Drop for Checkout<'_> {
 }
 
 impl MysqlStore {
-    /// Connects to `url` (`mysql://user:pass@host:port/db`) and applies the schema.
+    /// Connects to `url` (`mysql://user:pass@host:port/db`) and migrates the schema.
     ///
     /// `pool_max` in the URL's query overrides `options.max_connections`.
     pub fn open(url: &str, options: StoreOptions) -> Result<MysqlStore, StoreError> {
@@ -108,6 +108,7 @@ impl MysqlStore {
             // UPDATE reports rows matched, not rows changed, so set_phone can tell "no user".
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
             .init(vec!["SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"]);
+        apply_migrations(builder.clone())?;
         let pool = Pool::new(builder).map_err(classify)?;
         let store = MysqlStore {
             pool,
@@ -115,22 +116,7 @@ impl MysqlStore {
             max,
             in_use: AtomicUsize::new(0),
         };
-        store.apply_schema()?;
         Ok(store)
-    }
-
-    fn apply_schema(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        for statement in super::statements(SCHEMA) {
-            conn.query_drop(&statement).map_err(classify)?;
-        }
-        for statement in super::statements(ADD_COLUMNS) {
-            match conn.query_drop(&statement) {
-                Err(mysql::Error::MySqlError(e)) if is_duplicate_column(&e.message) => {}
-                other => other.map_err(classify)?,
-            }
-        }
-        Ok(())
     }
 
     /// Runs `statement` (idempotent, as all of ours are) on a pooled connection. The pool does
@@ -282,5 +268,88 @@ fn classify(e: mysql::Error) -> StoreError {
             _ => StoreError::Query(format!("MySQL error {}: {}", e.code, e.message)),
         },
         other => StoreError::Query(other.to_string()),
+    }
+}
+
+/// The named lock that serialises migrations, one per database (lock names are server-wide; a
+/// name truncated to MySQL's 64 characters may only make two databases wait for each other).
+const MIGRATION_LOCK: &str = "LEFT(CONCAT('wxlogin_migrations.', COALESCE(DATABASE(), '')), 64)";
+
+/// Applies the migrations on a connection of its own, outside the pool: its timeouts allow a long
+/// `ALTER TABLE`, and the named lock belongs to it, so a node that dies while migrating releases
+/// the lock with its session. Nodes starting together wait for the lock, then find the
+/// migrations recorded and apply nothing.
+fn apply_migrations(builder: OptsBuilder) -> Result<(), StoreError> {
+    let timeout = migrate::MYSQL_MIGRATION_TIMEOUT;
+    let builder = builder
+        .read_timeout(Some(timeout + Duration::from_secs(10)))
+        .write_timeout(Some(timeout));
+    let mut conn = Conn::new(builder).map_err(classify)?;
+    let locked: Option<Option<i64>> = conn
+        .query_first(format!(
+            "SELECT GET_LOCK({MIGRATION_LOCK}, {})",
+            timeout.as_secs()
+        ))
+        .map_err(classify)?;
+    if locked.flatten() != Some(1) {
+        return Err(StoreError::Unavailable(format!(
+            "another node held the migration lock for {}s",
+            timeout.as_secs()
+        )));
+    }
+    let result = migrate::migrate(&mut MysqlSession(&mut conn), &migrate::MYSQL);
+    let released = conn
+        .query_drop(format!("DO RELEASE_LOCK({MIGRATION_LOCK})"))
+        .map_err(classify);
+    result?;
+    released
+}
+
+struct MysqlSession<'a>(&'a mut Conn);
+
+impl Session for MysqlSession<'_> {
+    fn execute(&mut self, statement: &str) -> Result<(), StoreError> {
+        self.0.query_drop(statement).map_err(classify)
+    }
+
+    fn add_column(&mut self, statement: &str) -> Result<(), StoreError> {
+        match self.0.query_drop(statement) {
+            Err(mysql::Error::MySqlError(e)) if is_duplicate_column(&e.message) => Ok(()),
+            other => other.map_err(classify),
+        }
+    }
+
+    fn table_exists(&mut self, table: &str) -> Result<bool, StoreError> {
+        let n: Option<u64> = self
+            .0
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?",
+                (table,),
+            )
+            .map_err(classify)?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    fn applied(&mut self) -> Result<Vec<Applied>, StoreError> {
+        self.0
+            .query_map(
+                "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
+                |(version, name, checksum)| Applied {
+                    version,
+                    name,
+                    checksum,
+                },
+            )
+            .map_err(classify)
+    }
+
+    fn record(&mut self, migration: &Migration, checksum: &str) -> Result<(), StoreError> {
+        self.0
+            .exec_drop(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                (migration.version, migration.name, checksum),
+            )
+            .map_err(classify)
     }
 }

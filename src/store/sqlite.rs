@@ -6,9 +6,10 @@
 //! `synchronous = FULL` makes each commit durable before the login is answered, even across a
 //! power loss.
 
+use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, statements, LoginRecord, Profile, StoreError,
-    StoreOptions, User, UserStore,
+    is_duplicate_column, phone_from_columns, LoginRecord, Profile, StoreError, StoreOptions, User,
+    UserStore,
 };
 use crate::config::Secret;
 use crate::wechat::PhoneNumber;
@@ -17,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/sqlite/upsert_login.sql");
-const ADD_COLUMNS: &str = include_str!("../../sql/sqlite/add_columns.sql");
 const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/sqlite/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
@@ -64,7 +63,7 @@ impl Drop for Lease<'_> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies the schema.
+    /// Opens (creating if needed) the database file and migrates the schema.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -80,17 +79,7 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
         };
-        let conn = store.conn()?;
-        for statement in statements(SCHEMA) {
-            conn.execute_batch(&statement).map_err(classify)?;
-        }
-        for statement in statements(ADD_COLUMNS) {
-            match conn.execute_batch(&statement) {
-                Err(e) if is_duplicate_column(&e.to_string()) => {}
-                other => other.map_err(classify)?,
-            }
-        }
-        drop(conn);
+        apply_migrations(&*store.conn()?)?;
         Ok(store)
     }
 
@@ -288,5 +277,135 @@ fn classify(e: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Query(e.to_string()),
+    }
+}
+
+/// Applies the migrations in one exclusive transaction: processes opening the file together wait
+/// for it (up to the busy timeout), then find the migrations recorded and apply nothing; a
+/// failure rolls everything back, DDL included.
+fn apply_migrations(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN EXCLUSIVE").map_err(classify)?;
+    match migrate::migrate(&mut SqliteSession(conn), &migrate::SQLITE) {
+        Ok(_) => conn.execute_batch("COMMIT").map_err(classify),
+        Err(e) => {
+            // Best effort: SQLite may have rolled back already, and the error to report is `e`.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+struct SqliteSession<'a>(&'a Connection);
+
+impl Session for SqliteSession<'_> {
+    fn execute(&mut self, statement: &str) -> Result<(), StoreError> {
+        self.0.execute_batch(statement).map_err(classify)
+    }
+
+    fn add_column(&mut self, statement: &str) -> Result<(), StoreError> {
+        match self.0.execute_batch(statement) {
+            Err(e) if is_duplicate_column(&e.to_string()) => Ok(()),
+            other => other.map_err(classify),
+        }
+    }
+
+    fn table_exists(&mut self, table: &str) -> Result<bool, StoreError> {
+        self.0
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(classify)
+    }
+
+    fn applied(&mut self) -> Result<Vec<Applied>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(Applied {
+                    version: row.get(0)?,
+                    name: row.get(1)?,
+                    checksum: row.get(2)?,
+                })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<_, _>>().map_err(classify)
+    }
+
+    fn record(&mut self, migration: &Migration, checksum: &str) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
+                params![migration.version, migration.name, checksum],
+            )
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrate::Plan;
+
+    /// Today's migrations plus one a later release will add, to test what follows adoption.
+    const WITH_A_LATER_MIGRATION: Plan = Plan {
+        migrations: &[
+            migrate::SQLITE.migrations[0],
+            migrate::SQLITE.migrations[1],
+            Migration {
+                version: 3,
+                name: "0003_later.sql",
+                sql: "CREATE TABLE later (id INTEGER NOT NULL PRIMARY KEY);",
+            },
+        ],
+        ..migrate::SQLITE
+    };
+
+    #[test]
+    fn an_adopted_database_then_gets_the_later_migrations() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE wxuser (user_id TEXT NOT NULL PRIMARY KEY, unionid TEXT, \
+             nickName TEXT, avatar TEXT, gender INTEGER, created_at TEXT NOT NULL DEFAULT '', \
+             updated_at TEXT NOT NULL DEFAULT ''); \
+             INSERT INTO wxuser (user_id, nickName) VALUES ('o-old', 'Old');",
+        )
+        .unwrap();
+
+        let done = migrate::migrate(&mut SqliteSession(&conn), &WITH_A_LATER_MIGRATION).unwrap();
+
+        assert_eq!(done, vec![1, 2, 3], "adopted 1 and 2, applied 3");
+        let versions: Vec<u32> = SqliteSession(&conn)
+            .applied()
+            .unwrap()
+            .iter()
+            .map(|a| a.version)
+            .collect();
+        assert_eq!(versions, vec![1, 2, 3]);
+        let (nick, key): (String, Option<String>) = conn
+            .query_row(
+                "SELECT nickName, session_key FROM wxuser WHERE user_id = 'o-old'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (nick.as_str(), key),
+            ("Old", None),
+            "row kept, column added"
+        );
+        conn.execute_batch("INSERT INTO later (id) VALUES (1); INSERT INTO avatar (hash, content_type, bytes) VALUES ('h', 't', x'00');")
+            .expect("tables of migrations 2 and 3 exist");
+        assert_eq!(
+            migrate::migrate(&mut SqliteSession(&conn), &WITH_A_LATER_MIGRATION).unwrap(),
+            Vec::<u32>::new(),
+            "a second run applies nothing"
+        );
     }
 }

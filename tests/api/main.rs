@@ -5,6 +5,7 @@ mod full_stack;
 mod helpers;
 mod http;
 mod login;
+mod migrations;
 mod profile;
 mod properties;
 mod resilience;
