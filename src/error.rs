@@ -126,7 +126,8 @@ fn upstream_failure(e: &WechatError) -> (u16, &'static str) {
         WechatError::Rejected { .. }
         | WechatError::Status(_)
         | WechatError::BadAnswer(_)
-        | WechatError::Unreachable(_) => (
+        | WechatError::Unreachable(_)
+        | WechatError::Interrupted(_) => (
             502,
             "WeChat could not be reached or gave an unusable answer; retry shortly",
         ),
