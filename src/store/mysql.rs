@@ -22,6 +22,7 @@ const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
 const UPDATE_PROFILE: &str = include_str!("../../sql/mysql/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
+const FIND_AVATAR_TYPE: &str = include_str!("../../sql/mysql/find_avatar_type.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again, up to this many times.
@@ -251,6 +252,10 @@ impl UserStore for MysqlStore {
 
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.run(|conn| conn.exec_first(FIND_AVATAR, (hash,)))
+    }
+
+    fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.run(|conn| conn.exec_first(FIND_AVATAR_TYPE, (hash,)))
     }
 
     fn count_users(&self) -> Result<u64, StoreError> {

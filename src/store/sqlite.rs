@@ -26,6 +26,7 @@ const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
 const UPDATE_PROFILE: &str = include_str!("../../sql/sqlite/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/sqlite/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/sqlite/find_avatar.sql");
+const FIND_AVATAR_TYPE: &str = include_str!("../../sql/sqlite/find_avatar_type.sql");
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -247,6 +248,13 @@ impl UserStore for SqliteStore {
                 stmt.query_row([hash], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()
             })
+            .map_err(classify)
+    }
+
+    fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_AVATAR_TYPE)
+            .and_then(|mut stmt| stmt.query_row([hash], |row| row.get(0)).optional())
             .map_err(classify)
     }
 
