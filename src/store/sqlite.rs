@@ -72,6 +72,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        restrict_files(path)?;
         let store = SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -280,6 +281,33 @@ impl UserStore for SqliteStore {
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(classify)
     }
+}
+
+/// The database holds session keys and phone numbers, so only the service's own user may read
+/// it, whatever the umask. The file is created 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the database's mode), and files an earlier run left with a wider
+/// mode are brought down to 0600; one that cannot be changed is logged, not fatal.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("cannot make {} private (mode 0600): {e}", file.display())
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A busy or locked database, or a file we cannot open, is "unavailable" (503, retry); anything

@@ -348,6 +348,66 @@ fn login_profiles_are_held_to_the_nickname_and_avatar_rules(db: &TestDb) {
     }
 }
 
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn companions(db: &std::path::Path) -> [std::path::PathBuf; 3] {
+    ["", "-wal", "-shm"].map(|suffix| {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        path.into()
+    })
+}
+
+#[test]
+fn sqlite_files_are_created_readable_by_the_service_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wx.db");
+    let store = wxlogin::store::SqliteStore::open(&path, Default::default()).unwrap();
+    // A write makes SQLite create the -wal and -shm files.
+    store
+        .upsert_login(&LoginRecord {
+            openid: "o-mode",
+            unionid: None,
+            profile: None,
+            session_key: &Secret::new("a2V5"),
+        })
+        .unwrap();
+
+    for file in companions(&path) {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
+#[test]
+fn sqlite_files_left_readable_by_others_are_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wx.db");
+    drop(wxlogin::store::SqliteStore::open(&path, Default::default()).unwrap());
+    // What an older release could leave: the database and empty -wal and -shm files (SQLite
+    // treats both as absent and rebuilds them), all readable by everyone.
+    for file in companions(&path) {
+        if !file.exists() {
+            std::fs::write(&file, b"").unwrap();
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    let _open = wxlogin::store::SqliteStore::open(&path, Default::default()).unwrap();
+
+    for file in companions(&path) {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
 on_both_backends!(
     avatar_is_served_with_security_headers_and_revalidated_without_reading_it,
     phone_of_a_deleted_user_is_401_and_wechat_is_not_asked,
