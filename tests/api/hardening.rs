@@ -414,3 +414,25 @@ on_both_backends!(
     avatar_upload_of_a_deleted_user_is_401_and_stores_nothing,
     login_profiles_are_held_to_the_nickname_and_avatar_rules,
 );
+
+#[test]
+fn require_ssl_against_a_server_without_tls_fails_with_a_clear_error() {
+    let Some(db) = TestDb::mysql() else { return };
+    let url = format!("{}?require_ssl=true", db.url_text());
+
+    let result = std::panic::catch_unwind(|| {
+        wxlogin::store::open(
+            &wxlogin::config::DatabaseUrl::parse(&url).unwrap(),
+            Default::default(),
+        )
+        .map(|_| ())
+    });
+
+    let error = result
+        .expect("a TLS option must not panic at connect")
+        .expect_err("a server without TLS must be refused");
+    assert!(
+        matches!(error, StoreError::Unavailable(_)) && error.to_string().contains("TLS"),
+        "the error should say TLS is missing: {error}"
+    );
+}
