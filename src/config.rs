@@ -102,25 +102,51 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// `mysql://user:secret@host/db` → `mysql://user:***@host/db`. The credentials run from
-/// `://` to the last `@` before any `?`, so a password holding `/`, `:` or `#` is still hidden;
-/// anything that does not parse is shown as `mysql://***`.
+/// `mysql://user:secret@host/db?password=secret` → `mysql://user:***@host/db?password=***`.
+/// The credentials run from `://` to the last `@` before any `?`, so a password holding `/`, `:`
+/// or `#` is still hidden; anything that does not parse is shown as `mysql://***`. The mysql
+/// crate also takes the password as a query parameter, so those values are hidden too.
 fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
     let before_query = rest.split('?').next().unwrap_or(rest);
-    match before_query.rfind('@') {
+    let (userinfo, after) = match before_query.rfind('@') {
         Some(at) => {
             let (userinfo, after) = rest.split_at(at);
             match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:***{after}"),
-                None => url.to_string(),
+                Some((user, _password)) => (format!("{user}:***"), after),
+                None => (userinfo.to_string(), after),
             }
         }
-        None if rest.contains('@') => format!("{scheme}://***"),
-        None => url.to_string(),
+        None if rest.contains('@') => return format!("{scheme}://***"),
+        None => (String::new(), rest),
+    };
+    match after.split_once('?') {
+        Some((location, query)) => {
+            format!("{scheme}://{userinfo}{location}?{}", mask_query(query))
+        }
+        None => format!("{scheme}://{userinfo}{after}"),
     }
+}
+
+/// Hides the value of every query parameter whose (percent-decoded) name mentions a password:
+/// `password` for the account, `pkcs12_pass` for a client certificate.
+fn mask_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let name = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(name, _)| name.to_ascii_lowercase())
+                .unwrap_or_default();
+            match pair.split_once('=') {
+                Some((raw_name, _value)) if name.contains("pass") => format!("{raw_name}=***"),
+                _ => pair.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Everything the service needs to know about WeChat.
@@ -244,6 +270,11 @@ impl Config {
             ));
         }
         let upstream_is_local = is_loopback_url(&api_base);
+        if api_base.starts_with("http://") && !upstream_is_local {
+            return Err(format!(
+                "WECHAT_API_BASE: {api_base:?} is plain http to a host that is not this machine, so the AppSecret would travel in clear; use https://api.weixin.qq.com, or http:// only for a mock on loopback (127.0.0.1, [::1], localhost)"
+            ));
+        }
 
         let appid = get("WECHAT_APPID").ok_or(
             "WECHAT_APPID is not set; use your mini-program's AppID (mp.weixin.qq.com → Development → Development settings)",
@@ -275,11 +306,11 @@ impl Config {
         };
 
         let (jwt_secret, jwt_secret_generated) = match lookup("JWT_SECRET") {
-            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => (Secret::new(s), false),
+            Some(s) if key_bytes(&s) >= MIN_JWT_SECRET_BYTES => (Secret::new(s), false),
             Some(s) if !s.is_empty() => {
                 return Err(format!(
-                    "JWT_SECRET is {} bytes; use at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. JWT_SECRET=$(openssl rand -hex 32)",
-                    s.len()
+                    "JWT_SECRET has {} non-whitespace bytes; use at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. JWT_SECRET=$(openssl rand -hex 32)",
+                    key_bytes(&s)
                 ))
             }
             _ if upstream_is_local => (Secret::new(random_hex(32)), true),
@@ -385,6 +416,26 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What an operator should hear about at start-up: settings that work but are risky.
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.jwt_secret_generated {
+            warnings.push(format!(
+                "JWT_SECRET is not set: using a random key because the upstream is a local mock ({}); tokens will not survive a restart",
+                self.wechat.api_base
+            ));
+        }
+        if !self.bind.ip().is_loopback() {
+            warnings.push(format!(
+                "WXLOGIN_BIND={} is reachable from other machines, but wxlogin has no TLS and no limits on slow clients, headers or connections: bind it to 127.0.0.1 and put it behind the TLS proxy (deploy/nginx)",
+                self.bind
+            ));
+        }
+        warnings
+    }
+}
+
 /// Parses `500ms`, `30s`, `15m`, `8640h`, `7d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
@@ -404,21 +455,29 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     n.checked_mul(secs_per_unit).map(Duration::from_secs)
 }
 
-/// True for `http(s)://127.x.x.x`, `localhost` and `[::1]` URLs.
-fn is_loopback_url(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
+/// True when the URL's host, as an HTTP client parses it, is `localhost` or a loopback address.
+/// The host is taken from the parsed authority, never from a prefix of the text: in
+/// `http://127.0.0.1:80@evil.example` the host is `evil.example`.
+pub fn is_loopback_url(url: &str) -> bool {
+    url.parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(is_loopback_host))
+        .unwrap_or(false)
+}
+
+/// `localhost`, `127.x.x.x` or `::1` (with or without the URL's brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The bytes of a key that are not whitespace: `"   "` or a padded short key is no stronger than
+/// what is left without the padding.
+fn key_bytes(key: &str) -> usize {
+    key.bytes().filter(|b| !b.is_ascii_whitespace()).count()
 }
 
 /// `bytes` random bytes from the operating system, hex-encoded.
@@ -575,15 +634,144 @@ mod tests {
     }
 
     #[test]
-    fn loopback_detection_covers_names_and_addresses() {
+    fn loopback_detection_uses_the_parsed_host() {
         for (url, local) in [
             ("http://127.0.0.1:9999", true),
             ("http://localhost:9999", true),
+            ("http://LOCALHOST", true),
             ("http://[::1]:9999", true),
+            ("http://127.8.9.10", true),
             ("https://api.weixin.qq.com", false),
             ("http://10.0.0.1", false),
+            ("http://127.0.0.1:80@evil.example", false),
+            ("http://localhost@evil.example:9999", false),
+            ("http://127.0.0.1.evil.example", false),
+            ("http://localhost.evil.example", false),
+            ("http://[::2]:9999", false),
+            ("not a url", false),
         ] {
-            assert_eq!(is_loopback_url(url), local, "{url}");
+            assert_eq!(
+                is_loopback_url(url),
+                local,
+                "{url} should {}be loopback",
+                if local { "" } else { "not " }
+            );
+        }
+    }
+
+    #[test]
+    fn wechat_api_base_over_plain_http_is_only_allowed_on_loopback() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("https://api.weixin.qq.com", true, "production"),
+            ("https://127.0.0.1:9999", true, "https anywhere"),
+            ("http://127.0.0.1:9999", true, "mock on IPv4 loopback"),
+            ("http://localhost:9999", true, "mock on localhost"),
+            ("http://[::1]:9999", true, "mock on IPv6 loopback"),
+            ("http://api.weixin.qq.com", false, "the AppSecret in clear"),
+            ("http://10.0.0.5:9999", false, "a mock on another machine"),
+            (
+                "http://127.0.0.1:80@evil.example",
+                false,
+                "userinfo hiding the real host",
+            ),
+        ];
+        for (base, accepted, why) in cases {
+            let result = config(&with(&[("WECHAT_API_BASE", base)]));
+            match (result, accepted) {
+                (Ok(_), true) => {}
+                (Err(e), false) => assert!(
+                    e.starts_with("WECHAT_API_BASE") && e.contains("in clear"),
+                    "{base} ({why}): the refusal should name the variable and the risk: {e}"
+                ),
+                (Ok(_), false) => panic!("{base} ({why}) should be refused"),
+                (Err(e), true) => panic!("{base} ({why}) should be accepted: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn jwt_secret_needs_32_non_whitespace_bytes() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("0123456789abcdef0123456789abcdef", true, "exactly 32 bytes"),
+            (
+                "0123456789abcdef0123456789abcde                 ",
+                false,
+                "31 bytes padded with spaces",
+            ),
+            ("short", false, "5 bytes"),
+            (
+                "                                        ",
+                false,
+                "only spaces",
+            ),
+            (
+                "\t\n0123456789abcdef0123456789abcde",
+                false,
+                "31 bytes and whitespace",
+            ),
+        ];
+        for (secret, accepted, why) in cases {
+            let result = config(&with(&[("JWT_SECRET", secret)]));
+            match (result, accepted) {
+                (Ok(_), true) => {}
+                (Err(e), false) => assert!(
+                    e.starts_with("JWT_SECRET") && e.contains("openssl rand -hex 32"),
+                    "{why}: the refusal should name the variable and the fix: {e}"
+                ),
+                (Ok(_), false) => panic!("{why}: should be refused"),
+                (Err(e), true) => panic!("{why}: should be accepted: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn startup_warns_when_the_bind_address_is_not_loopback() {
+        let cases = [
+            ("127.0.0.1:8888", false),
+            ("[::1]:8888", false),
+            ("0.0.0.0:8888", true),
+            ("[::]:8888", true),
+            ("192.168.1.10:8888", true),
+        ];
+        for (bind, warned) in cases {
+            let c = config(&with(&[("WXLOGIN_BIND", bind)])).unwrap();
+            let warnings = c.startup_warnings();
+            let found = warnings
+                .iter()
+                .any(|w| w.starts_with("WXLOGIN_BIND") && w.contains("TLS proxy"));
+            assert_eq!(found, warned, "bind {bind}: warnings {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn database_passwords_in_the_query_are_masked() {
+        let cases = [
+            (
+                "mysql://app@db.internal:3306/wx?password=hunter2-db&pool_max=4",
+                "mysql://app@db.internal:3306/wx?password=***&pool_max=4",
+            ),
+            (
+                "mysql://app:hunter2-db@db.internal/wx?pool_max=4&password=hunter2-db",
+                "mysql://app:***@db.internal/wx?pool_max=4&password=***",
+            ),
+            (
+                "mysql://db.internal/wx?user=app&pass%77ord=hunter2-db",
+                "mysql://db.internal/wx?user=app&pass%77ord=***",
+            ),
+            (
+                "mysql://db.internal/wx?PASSWORD=hunter2-db",
+                "mysql://db.internal/wx?PASSWORD=***",
+            ),
+            ("mysql://app:pa?ss@hunter2-db@db/wx", "mysql://***"),
+        ];
+        for (url, shown) in cases {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            let debug = format!("{parsed:?}");
+            assert_eq!(debug, shown, "Debug of {url}");
+            assert!(
+                !debug.contains("hunter2"),
+                "password leaked from {url}: {debug}"
+            );
         }
     }
 }

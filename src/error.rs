@@ -39,7 +39,16 @@ pub enum Error {
     Internal(String),
 }
 
+/// A valid token whose user row is gone (deleted by an operator): the same 401 on every
+/// endpoint, so the client logs in again and gets a fresh row.
+const USER_GONE: &str = "this user no longer exists; log in again";
+
 impl Error {
+    /// The token's user no longer exists.
+    pub fn user_gone() -> Error {
+        Error::Unauthorized(USER_GONE)
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {
@@ -126,7 +135,8 @@ fn upstream_failure(e: &WechatError) -> (u16, &'static str) {
         WechatError::Rejected { .. }
         | WechatError::Status(_)
         | WechatError::BadAnswer(_)
-        | WechatError::Unreachable(_) => (
+        | WechatError::Unreachable(_)
+        | WechatError::Interrupted(_) => (
             502,
             "WeChat could not be reached or gave an unusable answer; retry shortly",
         ),

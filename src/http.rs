@@ -517,23 +517,29 @@ fn upload_avatar(app: &App, request: &mut Request) -> Result<Reply, Error> {
 }
 
 /// `GET /avatars/<sha256>.<ext>`: an uploaded image. Its name is its content, so it never
-/// changes: cacheable forever, and its ETag is the hash.
+/// changes: cacheable forever, and its ETag is the hash. A matching `If-None-Match` is answered
+/// 304 after a query for the content type only: the image is not read, yet a hash that was
+/// never stored (or a wrong extension) is still a 404 rather than a 304 vouching for it.
+/// The image is a user's upload shown on other origins: it may be embedded anywhere
+/// (`Cross-Origin-Resource-Policy`), but never sniffed as another type or run as a document.
 fn serve_avatar(app: &App, request: &Request, file_name: &str) -> Result<Reply, Error> {
     let (hash, image_type) = avatar::parse_file_name(file_name).ok_or(Error::NotFound)?;
     let content_type = image_type.content_type();
-    let bytes = match app.profiles.avatar(hash)? {
-        Some((stored_type, bytes)) if stored_type == content_type => bytes,
-        _ => return Err(Error::NotFound),
-    };
     let etag = format!("\"{hash}\"");
     let not_modified = header_value(request, "If-None-Match").is_some_and(|v| {
         v.split(',')
             .any(|tag| tag.trim() == etag || tag.trim() == "*")
     });
     let (status, body) = if not_modified {
-        (304, Vec::new())
+        match app.profiles.avatar_type(hash)? {
+            Some(stored_type) if stored_type == content_type => (304, Vec::new()),
+            _ => return Err(Error::NotFound),
+        }
     } else {
-        (200, bytes)
+        match app.profiles.avatar(hash)? {
+            Some((stored_type, bytes)) if stored_type == content_type => (200, bytes),
+            _ => return Err(Error::NotFound),
+        }
     };
     Ok(Reply {
         status,
@@ -545,6 +551,12 @@ fn serve_avatar(app: &App, request: &Request, file_name: &str) -> Result<Reply, 
                 "public, max-age=31536000, immutable".into(),
             ),
             ("ETag", etag),
+            ("X-Content-Type-Options", "nosniff".into()),
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; sandbox".into(),
+            ),
+            ("Cross-Origin-Resource-Policy", "cross-origin".into()),
         ],
     })
 }

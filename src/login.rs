@@ -243,6 +243,28 @@ fn verify_material(
     Ok((profile, unionid))
 }
 
+/// The profile with its nickname trimmed, or why it must not be stored.
+fn safe_profile(profile: &Profile) -> Result<Profile, &'static str> {
+    let nick_name = match profile.nick_name.as_deref().map(str::trim) {
+        Some(nick) => match profile::nickname_problem(nick) {
+            Some(why) => return Err(why),
+            None => Some(nick.to_string()),
+        },
+        None => None,
+    };
+    if let Some(why) = profile
+        .avatar_url
+        .as_deref()
+        .and_then(profile::avatar_url_problem)
+    {
+        return Err(why);
+    }
+    Ok(Profile {
+        nick_name,
+        ..profile.clone()
+    })
+}
+
 /// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
 const ANONYMOUS_NICKNAME: &str = "微信用户";
 
@@ -330,7 +352,17 @@ impl LoginService {
                 unionid,
             ));
         }
-        Ok((status, profile, unionid))
+        // Held to the rules of `PUT /api/me`: a profile that breaks them is reported and not
+        // stored, and the login itself still succeeds.
+        match profile.as_ref().map(safe_profile) {
+            Some(Err(why)) => Ok((
+                ProfileStatus::Rejected(OpenDataError::UnsafeProfile(why)),
+                None,
+                unionid,
+            )),
+            Some(Ok(safe)) => Ok((status, Some(safe), unionid)),
+            None => Ok((status, None, unionid)),
+        }
     }
 
     /// The verification half of `judge_profile`.

@@ -15,11 +15,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.jwt_secret_generated {
-        log::warn!(
-            "JWT_SECRET is not set: using a random key because the upstream is a local mock ({}); tokens will not survive a restart",
-            config.wechat.api_base
-        );
+    for warning in config.startup_warnings() {
+        log::warn!("{warning}");
     }
     // Registered before serving, so a signal during start-up is not lost.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {

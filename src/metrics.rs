@@ -69,7 +69,7 @@ impl Metrics {
             ),
             upstream_calls: counter(
                 "wxlogin_upstream_requests_total",
-                "Calls to WeChat's API, by endpoint and outcome (ok, errcode_<n>, http_status, bad_answer, unreachable, timeout).",
+                "Calls to WeChat's API, by endpoint and outcome (ok, errcode_<n>, http_status, bad_answer, unreachable, interrupted, timeout).",
                 &["endpoint", "outcome"],
             ),
             upstream_duration: histogram(

@@ -28,6 +28,9 @@ pub enum OpenDataError {
     /// Not a verification failure: the profile is WeChat's anonymous placeholder, which is
     /// reported the same way because it is not applied either.
     AnonymousProfile,
+    /// Not a verification failure: a field breaks the rules `PUT /api/me` enforces (the text
+    /// says which), so the profile is not applied either.
+    UnsafeProfile(&'static str),
 }
 
 impl OpenDataError {
@@ -52,6 +55,7 @@ impl OpenDataError {
             OpenDataError::IncompleteMaterial => {
                 "encryptedData and iv must be sent together, and signature needs userInfo"
             }
+            OpenDataError::UnsafeProfile(why) => why,
         }
     }
 }

@@ -36,16 +36,18 @@ impl PhoneService {
         fields.code("the getPhoneNumber button's event (e.detail.code)")
     }
 
-    /// Asks WeChat for the number behind `code` and stores it on the user.
+    /// Asks WeChat for the number behind `code` and stores it on the user. A deleted user is
+    /// refused before WeChat is asked: the code would be spent for a number with nowhere to go.
     pub fn bind(&self, openid: &str, code: &str) -> Result<PhoneNumber, Error> {
+        if self.store.find_user(openid)?.is_none() {
+            return Err(Error::user_gone());
+        }
         let phone = self
             .tokens
             .with_token(|token| self.wechat.phone_number(token, code, openid))
             .map_err(Error::Phone)?;
         if !self.store.set_phone(openid, &phone)? {
-            return Err(Error::Unauthorized(
-                "this user no longer exists; log in again",
-            ));
+            return Err(Error::user_gone());
         }
         Ok(phone)
     }

@@ -48,23 +48,53 @@ pub fn parse_gender(value: Option<&Value>, name: &str) -> Result<Option<i64>, Er
 }
 
 /// Trimmed, non-empty, at most 64 characters (Unicode scalar values, not bytes: an emoji is
-/// one), and no control characters.
+/// one), and no control or bidirectional-override characters.
 pub fn validate_nickname(raw: &str) -> Result<String, Error> {
     let nick = raw.trim();
+    match nickname_problem(nick) {
+        Some(why) => Err(Error::BadRequest(why.into())),
+        None => Ok(nick.to_string()),
+    }
+}
+
+/// `MAX_NICKNAME_CHARS` in words, for a message that must be `'static`.
+const NICKNAME_TOO_LONG: &str = "nickName is longer than 64 characters";
+
+/// What is wrong with a (trimmed) nickname, in client-safe words. Control characters break
+/// logs and layouts; bidirectional overrides (U+202A–U+202E, U+2066–U+2069) make a name read
+/// differently from what it is, which impersonation relies on.
+pub fn nickname_problem(nick: &str) -> Option<&'static str> {
     if nick.is_empty() {
-        return Err(Error::BadRequest("nickName is empty".into()));
+        Some("nickName is empty")
+    } else if nick.chars().count() > MAX_NICKNAME_CHARS {
+        Some(NICKNAME_TOO_LONG)
+    } else if nick.chars().any(char::is_control) {
+        Some("nickName must not contain control characters")
+    } else if nick.chars().any(is_bidi_control) {
+        Some("nickName must not contain bidirectional-override characters")
+    } else {
+        None
     }
-    if nick.chars().count() > MAX_NICKNAME_CHARS {
-        return Err(Error::BadRequest(format!(
-            "nickName is longer than {MAX_NICKNAME_CHARS} characters"
-        )));
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// What is wrong with an avatar URL a client sent: it must be `https://`, because the
+/// mini-program shows it to other users and a plain-http image is both trackable and
+/// replaceable on the way; no control characters either.
+pub fn avatar_url_problem(url: &str) -> Option<&'static str> {
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if !https || url.len() == 8 {
+        Some("avatarUrl must be an https:// URL")
+    } else if url.chars().any(char::is_control) {
+        Some("avatarUrl must not contain control characters")
+    } else {
+        None
     }
-    if nick.chars().any(char::is_control) {
-        return Err(Error::BadRequest(
-            "nickName must not contain control characters".into(),
-        ));
-    }
-    Ok(nick.to_string())
 }
 
 /// The user as every profile endpoint shows it, with WeChat's field names.
@@ -95,23 +125,21 @@ impl ProfileService {
 
     /// The stored user; a valid token for a deleted user is treated as a stale login.
     pub fn user(&self, openid: &str) -> Result<User, Error> {
-        self.store.find_user(openid)?.ok_or(Error::Unauthorized(
-            "this user no longer exists; log in again",
-        ))
+        self.store.find_user(openid)?.ok_or_else(Error::user_gone)
     }
 
     /// Applies the fields of `profile` that are set, and returns the updated user.
     pub fn update(&self, openid: &str, profile: &Profile) -> Result<User, Error> {
         if !self.store.update_profile(openid, profile)? {
-            return Err(Error::Unauthorized(
-                "this user no longer exists; log in again",
-            ));
+            return Err(Error::user_gone());
         }
         self.user(openid)
     }
 
     /// Stores the image (once per content) and points the user's avatar at its public URL.
+    /// The user is looked up first, so a deleted user's token stores nothing.
     pub fn set_avatar(&self, openid: &str, avatar: &Avatar) -> Result<User, Error> {
+        self.user(openid)?;
         self.store.put_avatar(
             &avatar.hash,
             avatar.image_type.content_type(),
@@ -130,6 +158,11 @@ impl ProfileService {
     /// The image stored under `hash`, with its content type.
     pub fn avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, Error> {
         Ok(self.store.find_avatar(hash)?)
+    }
+
+    /// The content type of the image stored under `hash`, without its bytes.
+    pub fn avatar_type(&self, hash: &str) -> Result<Option<String>, Error> {
+        Ok(self.store.find_avatar_type(hash)?)
     }
 }
 
@@ -164,6 +197,54 @@ mod tests {
         }
         let too_long = "😀".repeat(65);
         assert!(validate_nickname(&too_long).is_err(), "65 emoji");
+        assert!(
+            NICKNAME_TOO_LONG.contains(&MAX_NICKNAME_CHARS.to_string()),
+            "the message states the real limit"
+        );
+    }
+
+    #[test]
+    fn nicknames_with_bidi_overrides_are_refused() {
+        for nick in ["ab\u{202E}cd", "\u{2066}admin\u{2069}", "x\u{202A}y"] {
+            assert_eq!(
+                nickname_problem(nick),
+                Some("nickName must not contain bidirectional-override characters"),
+                "{nick:?}"
+            );
+        }
+        assert_eq!(
+            nickname_problem("مرحبا Ann"),
+            None,
+            "right-to-left text itself is fine"
+        );
+    }
+
+    #[test]
+    fn avatar_urls_must_be_https() {
+        let cases = [
+            ("https://thirdwx.qlogo.cn/mmopen/x/132", None),
+            ("HTTPS://example.com/a.png", None),
+            (
+                "http://example.com/a.png",
+                Some("avatarUrl must be an https:// URL"),
+            ),
+            (
+                "javascript:alert(1)",
+                Some("avatarUrl must be an https:// URL"),
+            ),
+            ("https://", Some("avatarUrl must be an https:// URL")),
+            (
+                "//example.com/a.png",
+                Some("avatarUrl must be an https:// URL"),
+            ),
+            (
+                "https://example.com/a\nb.png",
+                Some("avatarUrl must not contain control characters"),
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(avatar_url_problem(url), expected, "{url}");
+        }
     }
 
     #[test]

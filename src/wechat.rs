@@ -46,8 +46,11 @@ pub enum WechatError {
     Status(u16),
     /// The answer was not the JSON we expect (not JSON, or no openid/session_key).
     BadAnswer(String),
-    /// No answer: connection refused, DNS failure, TLS failure, reset.
+    /// The request never left: connection refused, DNS failure, TLS handshake failure.
     Unreachable(String),
+    /// The connection failed after the request may have been sent (reset, closed early), so
+    /// WeChat may have acted on it: a single-use code may be spent.
+    Interrupted(String),
     /// No answer within `WECHAT_TIMEOUT`.
     Timeout,
 }
@@ -61,6 +64,7 @@ impl fmt::Display for WechatError {
             WechatError::Status(s) => write!(f, "HTTP status {s}"),
             WechatError::BadAnswer(why) => write!(f, "unusable answer: {why}"),
             WechatError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            WechatError::Interrupted(why) => write!(f, "interrupted after sending: {why}"),
             WechatError::Timeout => f.write_str("timed out"),
         }
     }
@@ -75,6 +79,15 @@ struct Code2SessionAnswer {
     unionid: Option<String>,
 }
 
+/// Whether a call may be repeated when its first attempt may have reached WeChat.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Asking twice does no harm (`stable_token` hands out the same token).
+    Safe,
+    /// The request spends a single-use code (login, phone number).
+    SingleUse,
+}
+
 /// A shared, pooled, time-bounded client. Cheap to clone.
 #[derive(Clone)]
 pub struct WechatClient {
@@ -85,15 +98,7 @@ pub struct WechatClient {
 
 impl WechatClient {
     pub fn new(config: WechatConfig, metrics: Arc<Metrics>) -> WechatClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .timeout_connect(Some(config.timeout))
-            .http_status_as_error(false)
-            .max_idle_connections(512)
-            .max_idle_connections_per_host(512)
-            .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent: ureq::Agent = agent_config(config.timeout).into();
         WechatClient {
             agent,
             config,
@@ -104,20 +109,21 @@ impl WechatClient {
     /// Exchanges a `wx.login()` code for the user's openid and session_key.
     pub fn code2session(&self, code: &str) -> Result<Session, WechatError> {
         let url = format!("{}/sns/jscode2session", self.config.api_base);
-        let answer: Code2SessionAnswer = self.with_retry("jscode2session", |budget| {
-            read_answer(
-                self.agent
-                    .get(&url)
-                    .query("appid", &self.config.appid)
-                    .query("secret", self.config.secret.expose())
-                    .query("js_code", code)
-                    .query("grant_type", "authorization_code")
-                    .config()
-                    .timeout_global(Some(budget))
-                    .build()
-                    .call(),
-            )
-        })?;
+        let answer: Code2SessionAnswer =
+            self.with_retry("jscode2session", Repeat::SingleUse, |budget| {
+                read_answer(
+                    self.agent
+                        .get(&url)
+                        .query("appid", &self.config.appid)
+                        .query("secret", self.config.secret.expose())
+                        .query("js_code", code)
+                        .query("grant_type", "authorization_code")
+                        .config()
+                        .timeout_global(Some(budget))
+                        .build()
+                        .call(),
+                )
+            })?;
         match (answer.openid, answer.session_key) {
             (Some(openid), Some(session_key)) if !openid.is_empty() && !session_key.is_empty() => {
                 Ok(Session {
@@ -133,11 +139,15 @@ impl WechatClient {
     }
 
     /// Runs `call` with the time left of the `WECHAT_TIMEOUT` budget, and once more after a short
-    /// jittered pause when WeChat said "busy" (-1) or could not be reached, provided the budget
-    /// still leaves room. Everything else is final at once.
+    /// jittered pause when WeChat said "busy" (-1) or the request certainly never left (connect
+    /// refused, DNS, TLS handshake), provided the budget still leaves room. A connection that
+    /// failed after sending is retried only for `Repeat::Safe` calls: WeChat may have spent a
+    /// single-use code, and a second try would turn a lost answer into "code been used".
+    /// Everything else is final at once.
     fn with_retry<T>(
         &self,
         endpoint: &str,
+        repeat: Repeat,
         call: impl Fn(Duration) -> Result<T, WechatError>,
     ) -> Result<T, WechatError> {
         let deadline = Instant::now() + self.config.timeout;
@@ -156,6 +166,7 @@ impl WechatClient {
                 Err(WechatError::Status(_)) => "http_status".into(),
                 Err(WechatError::BadAnswer(_)) => "bad_answer".into(),
                 Err(WechatError::Unreachable(_)) => "unreachable".into(),
+                Err(WechatError::Interrupted(_)) => "interrupted".into(),
                 Err(WechatError::Timeout) => "timeout".into(),
             };
             self.metrics
@@ -163,10 +174,13 @@ impl WechatClient {
             result
         };
         let first = call(self.config.timeout);
-        let retryable = matches!(
-            first,
-            Err(WechatError::Rejected { errcode: -1, .. }) | Err(WechatError::Unreachable(_))
-        );
+        let retryable = match &first {
+            Err(WechatError::Rejected { errcode: -1, .. }) | Err(WechatError::Unreachable(_)) => {
+                true
+            }
+            Err(WechatError::Interrupted(_)) => repeat == Repeat::Safe,
+            _ => false,
+        };
         if !retryable {
             return first;
         }
@@ -199,16 +213,17 @@ impl WechatClient {
             "secret": self.config.secret.expose(),
             "force_refresh": false,
         });
-        let answer: StableTokenAnswer = self.with_retry("stable_token", |budget| {
-            read_answer(
-                self.agent
-                    .post(&url)
-                    .config()
-                    .timeout_global(Some(budget))
-                    .build()
-                    .send_json(&body),
-            )
-        })?;
+        let answer: StableTokenAnswer =
+            self.with_retry("stable_token", Repeat::Safe, |budget| {
+                read_answer(
+                    self.agent
+                        .post(&url)
+                        .config()
+                        .timeout_global(Some(budget))
+                        .build()
+                        .send_json(&body),
+                )
+            })?;
         match (answer.access_token, answer.expires_in) {
             (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
                 Ok(AccessToken {
@@ -232,22 +247,41 @@ impl WechatClient {
     ) -> Result<PhoneNumber, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.config.api_base);
         let body = serde_json::json!({ "code": code, "openid": openid });
-        let answer: PhoneAnswer = self.with_retry("getuserphonenumber", |budget| {
-            read_answer(
-                self.agent
-                    .post(&url)
-                    .query("access_token", access_token.expose())
-                    .config()
-                    .timeout_global(Some(budget))
-                    .build()
-                    .send_json(&body),
-            )
-        })?;
+        let answer: PhoneAnswer =
+            self.with_retry("getuserphonenumber", Repeat::SingleUse, |budget| {
+                read_answer(
+                    self.agent
+                        .post(&url)
+                        .query("access_token", access_token.expose())
+                        .config()
+                        .timeout_global(Some(budget))
+                        .build()
+                        .send_json(&body),
+                )
+            })?;
         answer
             .phone_info
             .filter(|p| !p.phone_number.is_empty())
             .ok_or_else(|| WechatError::BadAnswer("no errcode but no phone_info either".into()))
     }
+}
+
+/// The shared agent's settings. No proxy is taken from the environment (`HTTPS_PROXY`,
+/// `http_proxy`, …): the AppSecret and session keys must not be routed through whatever a
+/// process environment happens to name. No redirect is followed: WeChat never redirects, and
+/// following one would send the query, AppSecret included, to wherever the `Location` points;
+/// a 3xx is returned as is and becomes [`WechatError::Status`].
+fn agent_config(timeout: Duration) -> ureq::config::Config {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .max_idle_connections(512)
+        .max_idle_connections_per_host(512)
+        .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// An access_token and how long WeChat says it lives.
@@ -322,13 +356,21 @@ fn read_answer<T: DeserializeOwned>(
 }
 
 /// Reduces a ureq error to its kind. ureq's own messages may quote the request URL, and ours
-/// carries the AppSecret, so they are never passed on.
+/// carries the AppSecret, so they are never passed on. Only failures that happen before a byte
+/// of the request is written count as [`WechatError::Unreachable`]; any other I/O failure may
+/// have come after WeChat read the request and is [`WechatError::Interrupted`].
 fn classify_transport_error(e: ureq::Error) -> WechatError {
     match e {
         ureq::Error::Timeout(_) => WechatError::Timeout,
         ureq::Error::Io(io) => match io.kind() {
             ErrorKind::TimedOut | ErrorKind::WouldBlock => WechatError::Timeout,
-            kind => WechatError::Unreachable(format!("I/O error: {kind}")),
+            kind @ (ErrorKind::ConnectionRefused
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::AddrNotAvailable) => {
+                WechatError::Unreachable(format!("I/O error: {kind}"))
+            }
+            kind => WechatError::Interrupted(format!("I/O error: {kind}")),
         },
         ureq::Error::HostNotFound => WechatError::Unreachable("host not found".into()),
         ureq::Error::ConnectionFailed => WechatError::Unreachable("connection failed".into()),
@@ -337,6 +379,93 @@ fn classify_transport_error(e: ureq::Error) -> WechatError {
         ureq::Error::LargeResponseHeader(_, _) => {
             WechatError::BadAnswer("response headers too large".into())
         }
-        _ => WechatError::Unreachable("transport error".into()),
+        _ => WechatError::Interrupted("transport error".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set only in the child process that `agent_ignores_proxy_variables_in_the_environment`
+    /// starts, so the probe asserts nothing when run any other way.
+    const PROBE_MARKER: &str = "WXLOGIN_PROXY_PROBE";
+
+    #[test]
+    fn agent_follows_no_redirect_and_names_no_proxy() {
+        let config = agent_config(Duration::from_secs(5));
+        assert!(config.proxy().is_none(), "the agent must not use a proxy");
+        assert_eq!(
+            config.max_redirects(),
+            0,
+            "the agent must not follow redirects"
+        );
+        assert!(
+            !config.http_status_as_error(),
+            "error bodies must stay readable"
+        );
+    }
+
+    #[test]
+    #[ignore = "run in a child process by agent_ignores_proxy_variables_in_the_environment"]
+    fn proxy_environment_probe() {
+        if std::env::var_os(PROBE_MARKER).is_none() {
+            return;
+        }
+        assert!(
+            ureq::Proxy::try_from_env().is_some(),
+            "the probe's environment should name a proxy, or it proves nothing"
+        );
+        assert!(
+            agent_config(Duration::from_secs(5)).proxy().is_none(),
+            "the agent took a proxy from the environment"
+        );
+    }
+
+    /// Proxy variables are set in a child process only: setting them in this process would
+    /// race every other test that builds an agent.
+    #[test]
+    fn agent_ignores_proxy_variables_in_the_environment() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "wechat::tests::proxy_environment_probe"])
+            .args(["--ignored", "--test-threads=1"])
+            .env(PROBE_MARKER, "1")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .expect("run the probe");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the probe failed or did not run:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn only_failures_before_sending_count_as_unreachable() {
+        let io = |kind| ureq::Error::Io(std::io::Error::from(kind));
+        let cases = [
+            (io(ErrorKind::ConnectionRefused), "unreachable"),
+            (ureq::Error::HostNotFound, "unreachable"),
+            (ureq::Error::ConnectionFailed, "unreachable"),
+            (io(ErrorKind::ConnectionReset), "interrupted"),
+            (io(ErrorKind::BrokenPipe), "interrupted"),
+            (io(ErrorKind::UnexpectedEof), "interrupted"),
+            (io(ErrorKind::TimedOut), "timeout"),
+        ];
+        for (error, expected) in cases {
+            let shown = format!("{error:?}");
+            let kind = match classify_transport_error(error) {
+                WechatError::Unreachable(_) => "unreachable",
+                WechatError::Interrupted(_) => "interrupted",
+                WechatError::Timeout => "timeout",
+                other => panic!("{shown}: unexpected {other:?}"),
+            };
+            assert_eq!(kind, expected, "{shown}");
+        }
     }
 }

@@ -87,6 +87,15 @@ pub trait UserStore: Send + Sync {
     /// The image stored under `hash`, with its content type.
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
 
+    /// The content type of the image stored under `hash`, without reading the image: enough to
+    /// answer a revalidation (`If-None-Match`) with 304. The backends override this with a query
+    /// that leaves the bytes on disk; the default serves stores written for tests.
+    fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .find_avatar(hash)?
+            .map(|(content_type, _)| content_type))
+    }
+
     /// The number of stored users (for tests and operators).
     fn count_users(&self) -> Result<u64, StoreError>;
 

@@ -7,11 +7,12 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
+use crate::config::is_loopback_host;
 use crate::config::Secret;
 use crate::wechat::PhoneNumber;
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
+use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
 const UPDATE_PROFILE: &str = include_str!("../../sql/mysql/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
+const FIND_AVATAR_TYPE: &str = include_str!("../../sql/mysql/find_avatar_type.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again, up to this many times.
@@ -78,13 +80,13 @@ impl Drop for Checkout<'_> {
 impl MysqlStore {
     /// Connects to `url` (`mysql://user:pass@host:port/db`) and migrates the schema.
     ///
-    /// `pool_max` in the URL's query overrides `options.max_connections`.
+    /// `pool_max` in the URL's query overrides `options.max_connections`; `require_ssl=true`
+    /// turns TLS on (see [`parse_url`]).
     pub fn open(url: &str, options: StoreOptions) -> Result<MysqlStore, StoreError> {
-        let opts = Opts::from_url(url).map_err(|_| {
-            StoreError::Query(
-                "DATABASE_URL is not a valid mysql:// URL (mysql://user:pass@host:port/db)".into(),
-            )
-        })?;
+        let opts = parse_url(url)?;
+        if let Some(warning) = transport_warning(&opts) {
+            log::warn!("{warning}");
+        }
         let max = if url.contains("pool_max=") {
             opts.get_pool_opts().constraints().max()
         } else {
@@ -239,6 +241,10 @@ impl UserStore for MysqlStore {
         self.run(|conn| conn.exec_first(FIND_AVATAR, (hash,)))
     }
 
+    fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.run(|conn| conn.exec_first(FIND_AVATAR_TYPE, (hash,)))
+    }
+
     fn count_users(&self) -> Result<u64, StoreError> {
         let n: Option<u64> = self.run(|conn| conn.query_first("SELECT COUNT(*) FROM wxuser"))?;
         Ok(n.unwrap_or(0))
@@ -253,12 +259,83 @@ impl UserStore for MysqlStore {
     }
 }
 
+/// Parses `DATABASE_URL` with the mysql crate, plus one option of ours: `require_ssl=true`
+/// makes the connection use TLS and verify the server's certificate (a public CA, or the
+/// crate's own `root_cert_path=` for a private one) and host name. The crate's TLS options
+/// (`root_cert_path`, `danger_skip_domain_validation`, `danger_accept_invalid_certs`) turn TLS
+/// on by themselves. A server without TLS is then refused at connect. Errors never quote the
+/// URL: it holds the password.
+fn parse_url(url: &str) -> Result<Opts, StoreError> {
+    let invalid = |why: &str| StoreError::Query(format!("DATABASE_URL {why}"));
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut require_ssl = false;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("require_ssl", "true")) => require_ssl = true,
+            Some(("require_ssl", "false")) => require_ssl = false,
+            Some(("require_ssl", _)) | None if pair.starts_with("require_ssl") => {
+                return Err(invalid(
+                    "has require_ssl without true or false; use ?require_ssl=true",
+                ))
+            }
+            _ => rest.push(pair),
+        }
+    }
+    // The pool opens no connection ahead of need (see `open`); without this, the mysql crate's
+    // default minimum of 10 made any `pool_max` below 10 an invalid URL.
+    if rest.iter().any(|p| p.starts_with("pool_max="))
+        && !rest.iter().any(|p| p.starts_with("pool_min="))
+    {
+        rest.push("pool_min=0");
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let opts = Opts::from_url(&url).map_err(|e| match e {
+        mysql::UrlError::UnknownParameter(name) => invalid(&format!(
+            "has an unknown option {name:?}; see the README's Configuration section"
+        )),
+        _ => {
+            invalid("is not a valid mysql:// URL (mysql://user:pass@host:port/db?require_ssl=true)")
+        }
+    })?;
+    if require_ssl && opts.get_ssl_opts().is_none() {
+        return Ok(OptsBuilder::from_opts(opts)
+            .ssl_opts(SslOpts::default())
+            .into());
+    }
+    Ok(opts)
+}
+
+/// What to warn about when the connection to the database can be read or impersonated on the
+/// way: no TLS to another machine, or TLS that accepts any certificate.
+fn transport_warning(opts: &Opts) -> Option<String> {
+    let host = opts.get_ip_or_hostname();
+    match opts.get_ssl_opts() {
+        None if opts.get_socket().is_some() || is_loopback_host(&host) => None,
+        None => Some(format!(
+            "DATABASE_URL: the MySQL server {host} is not on this machine and the connection has no TLS: session keys and phone numbers travel in clear; add ?require_ssl=true"
+        )),
+        Some(tls) if tls.accept_invalid_certs() => Some(format!(
+            "DATABASE_URL: TLS to {host} accepts any certificate (danger_accept_invalid_certs=true): whoever sits on the path can pose as the database; use root_cert_path= for a private CA instead"
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Network and capacity failures are "unavailable" (503, retry); a server error with a SQL code
 /// is a query failure, except the ones that mean the server is going away or overloaded.
 fn classify(e: mysql::Error) -> StoreError {
     match e {
         mysql::Error::IoError(io) => StoreError::Unavailable(format!("I/O error: {}", io.kind())),
+        mysql::Error::DriverError(mysql::DriverError::TlsNotSupported) => StoreError::Unavailable(
+            "the server does not offer TLS, which DATABASE_URL requires (require_ssl=true or a TLS option): enable TLS on the server, or drop the option for a server on this machine".into(),
+        ),
         mysql::Error::DriverError(d) => StoreError::Unavailable(d.to_string()),
+        mysql::Error::TlsError(e) => StoreError::Unavailable(format!("TLS: {e}")),
         mysql::Error::CodecError(c) => StoreError::Unavailable(format!("protocol: {c}")),
         mysql::Error::MySqlError(e) => match e.code {
             // Too many connections, server shutdown, read-only, lock wait, deadlock, access denied.
@@ -351,5 +428,86 @@ impl Session for MysqlSession<'_> {
                 (migration.version, migration.name, checksum),
             )
             .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_connections_to_other_machines_are_warned_about() {
+        let cases = [
+            ("mysql://u:p@127.0.0.1:3306/wx", None),
+            ("mysql://u:p@localhost/wx", None),
+            ("mysql://u:p@[::1]:3306/wx", None),
+            (
+                "mysql://u:p@db.internal/wx?socket=/run/mysqld/mysqld.sock",
+                None,
+            ),
+            ("mysql://u:p@db.internal/wx", Some("travel in clear")),
+            ("mysql://u:p@10.0.0.7:3306/wx", Some("travel in clear")),
+            ("mysql://u:p@db.internal/wx?require_ssl=true", None),
+            (
+                "mysql://u:p@db.internal/wx?root_cert_path=/etc/ssl/db-ca.pem",
+                None,
+            ),
+            (
+                "mysql://u:p@db.internal/wx?danger_accept_invalid_certs=true",
+                Some("accepts any certificate"),
+            ),
+            (
+                "mysql://u:p@db.internal/wx?require_ssl=false",
+                Some("travel in clear"),
+            ),
+        ];
+        for (url, expected) in cases {
+            let warning = transport_warning(&parse_url(url).unwrap());
+            match (&warning, expected) {
+                (None, None) => {}
+                (Some(w), Some(want)) => assert!(w.contains(want), "{url}: {w}"),
+                _ => panic!("{url}: warning {warning:?}, expected one containing {expected:?}"),
+            }
+            assert!(
+                !warning.unwrap_or_default().contains("u:p"),
+                "{url}: the warning quotes credentials"
+            );
+        }
+    }
+
+    #[test]
+    fn require_ssl_turns_tls_on_and_is_not_passed_to_the_driver() {
+        let opts = parse_url("mysql://u:p@db.internal/wx?require_ssl=true&pool_max=40").unwrap();
+        let tls = opts.get_ssl_opts().expect("TLS is on");
+        assert!(!tls.accept_invalid_certs(), "the certificate is verified");
+        assert!(!tls.skip_domain_validation(), "the host name is verified");
+        assert_eq!(
+            opts.get_pool_opts().constraints().max(),
+            40,
+            "other options kept"
+        );
+        for url in [
+            "mysql://u:p@db/wx?require_ssl=yes",
+            "mysql://u:p@db/wx?require_ssl",
+        ] {
+            let err = parse_url(url).expect_err("refused");
+            assert!(err.to_string().contains("require_ssl=true"), "{url}: {err}");
+        }
+        let err = parse_url("mysql://u:secret-pw@db/wx?verify_ca=true")
+            .expect_err("an unknown option is refused");
+        assert!(err.to_string().contains("verify_ca"), "{err}");
+        assert!(!err.to_string().contains("secret-pw"), "{err}");
+    }
+
+    #[test]
+    fn a_small_pool_max_is_a_valid_url() {
+        for (url, max) in [
+            ("mysql://u:p@db/wx?pool_max=4", 4),
+            ("mysql://u:p@db/wx?pool_max=1&require_ssl=false", 1),
+            ("mysql://u:p@db/wx?pool_min=2&pool_max=8", 8),
+        ] {
+            let opts = parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(opts.get_pool_opts().constraints().max(), max, "{url}");
+        }
     }
 }

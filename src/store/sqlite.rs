@@ -25,6 +25,7 @@ const SET_PHONE: &str = include_str!("../../sql/sqlite/set_phone.sql");
 const UPDATE_PROFILE: &str = include_str!("../../sql/sqlite/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/sqlite/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/sqlite/find_avatar.sql");
+const FIND_AVATAR_TYPE: &str = include_str!("../../sql/sqlite/find_avatar_type.sql");
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -70,6 +71,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        restrict_files(path)?;
         let store = SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -239,6 +241,13 @@ impl UserStore for SqliteStore {
             .map_err(classify)
     }
 
+    fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_AVATAR_TYPE)
+            .and_then(|mut stmt| stmt.query_row([hash], |row| row.get(0)).optional())
+            .map_err(classify)
+    }
+
     fn count_users(&self) -> Result<u64, StoreError> {
         self.conn()?
             .query_row("SELECT COUNT(*) FROM wxuser", [], |row| {
@@ -261,6 +270,33 @@ impl UserStore for SqliteStore {
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(classify)
     }
+}
+
+/// The database holds session keys and phone numbers, so only the service's own user may read
+/// it, whatever the umask. The file is created 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the database's mode), and files an earlier run left with a wider
+/// mode are brought down to 0600; one that cannot be changed is logged, not fatal.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("cannot make {} private (mode 0600): {e}", file.display())
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A busy or locked database, or a file we cannot open, is "unavailable" (503, retry); anything

@@ -2,6 +2,7 @@
 //! on port 0 with its own database, so tests run in parallel.
 
 mod full_stack;
+mod hardening;
 mod helpers;
 mod http;
 mod login;

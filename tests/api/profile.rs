@@ -36,7 +36,7 @@ fn upload_body(field: &str, content: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn upload(app: &TestApp, token: Option<&str>, field: &str, content: &[u8]) -> Answer {
+pub fn upload(app: &TestApp, token: Option<&str>, field: &str, content: &[u8]) -> Answer {
     let (content_type, body) = upload_body(field, content);
     app.send(
         "POST",

@@ -1,0 +1,1 @@
+SELECT content_type FROM avatar WHERE hash = ?
