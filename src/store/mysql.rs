@@ -296,7 +296,7 @@ fn parse_url(url: &str) -> Result<Opts, StoreError> {
     };
     let opts = Opts::from_url(&url).map_err(|e| match e {
         mysql::UrlError::UnknownParameter(name) => invalid(&format!(
-            "has an unknown option {name:?}; see the README's Configuration section"
+            "has an unknown option {name:?}; see docs/operations.md, Configuration"
         )),
         _ => {
             invalid("is not a valid mysql:// URL (mysql://user:pass@host:port/db?require_ssl=true)")
