@@ -34,11 +34,11 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 	node --test --test-reporter=spec tests/client/
 
 bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
-	cargo build --release -p wxlogin-bench
+	cargo build --release -p wxlogin-tools --bin wxlogin-bench
 	./target/release/wxlogin-bench $(BENCH_ARGS)
 
 drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx (~1.5 min, root)
-	cargo build --release -p wxlogin-drill
+	cargo build --release -p wxlogin-tools --bin wxlogin-drill
 	./target/release/wxlogin-drill
 
 test-client: ## Run only the mini-program client tests (Node)

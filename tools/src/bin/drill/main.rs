@@ -9,17 +9,18 @@
 //! on Ctrl-C and on panic.
 
 mod attacks;
-mod bounded;
-mod children;
 mod drill;
 mod load;
 mod mariadb;
 mod nginx;
+mod phase;
 mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
+
+use wxlogin_tools::signals;
 
 use drill::Paths;
 
@@ -38,6 +39,7 @@ fn locate() -> Result<Paths, String> {
     // The logs of the previous run go; this run's stay after it, for a post-mortem.
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    // This crate is `tools/` in the repository.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned);
@@ -56,7 +58,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(COULD_NOT_RUN);
     }
-    let paths = match bounded::install_signal_flag().and_then(|()| locate()) {
+    let paths = match signals::install().and_then(|()| locate()) {
         Ok(paths) => paths,
         Err(e) => {
             eprintln!("drill: {e}");

@@ -11,13 +11,18 @@ use std::time::{Duration, Instant};
 use ureq::tls::Certificate;
 use ureq::Agent;
 
+use wxlogin_tools::bounded;
+use wxlogin_tools::children::{self, describe_exit, ChildProc};
+use wxlogin_tools::markdown::short;
+use wxlogin_tools::ports::free_port;
+use wxlogin_tools::signals::check_interrupt;
+
 use crate::attacks::{self, SlowClients, SlowKind, HUGE_LENGTH};
-use crate::bounded;
-use crate::children::{self, describe_exit, free_port, ChildProc};
 use crate::load::{self, Answer, Load, Outcome, Via};
-use crate::mariadb::{self, DrillDatabase, Outage};
+use crate::mariadb::{self, Outage};
 use crate::nginx::{self, Ports};
-use crate::report::{short, Check, Phase, Report, Stats, Verdict};
+use crate::phase::Phase;
+use crate::report::{Check, Report, Stats, Verdict};
 
 /// mock-wechat's public default credentials.
 const APPID: &str = "wx1234567890abcdef";
@@ -202,7 +207,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     );
 
     // Dropped last: the database, after every process using it.
-    let db = DrillDatabase::create()?;
+    let db = mariadb::create_database()?;
     let tmp = tempfile::Builder::new()
         .prefix("wxlogin-drill-")
         .tempdir()
@@ -251,7 +256,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     println!(
         "up: mock-wechat :{mock_port}, wxlogin :{wx_port} (pid {wxlogin_pid}, database {}), \
          nginx https :{} http :{}",
-        db.name(),
+        db.name().unwrap_or_default(),
         ports.https,
         ports.http
     );
@@ -304,7 +309,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     let _ = bounded::wait_until("slow clients dropped", SLOW_PHASE_LIMIT, || {
         Ok(slow.all_ended())
     });
-    bounded::check_interrupt()?;
+    check_interrupt()?;
     bounded::sleep(PHASE_TIME.saturating_sub(started.elapsed()))?;
     let waited = started.elapsed();
     load.pause()?;
@@ -333,9 +338,9 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     let (record, spans) = load.finish()?;
     let openids: Vec<String> = record.openids.iter().flatten().cloned().collect();
     let unreadable = record.openids.len() - openids.len();
-    let missing = db.missing_rows(&openids)?;
+    let missing = mariadb::missing_rows(&db, &openids)?;
     let distinct = openids.iter().collect::<HashSet<_>>().len() as u64;
-    let rows = db.rows()?;
+    let rows = mariadb::rows(&db)?;
     checks.push(check(
         missing.is_empty() && unreadable == 0,
         format!(
@@ -513,7 +518,7 @@ fn huge_request_direct(env: &WxloginEnv, probe: &Agent) -> Result<Check, String>
         Ok(spare.exit_status().is_some())
     })
     .is_ok();
-    bounded::check_interrupt()?;
+    check_interrupt()?;
     let fate = match spare.exit_status() {
         Some(status) if died => format!(
             "the process DIED ({}) within {} of its answer; its log: {:?}",
