@@ -23,7 +23,7 @@ const CLEARED_PREFIXES: [&str; 6] = [
 
 /// How long a stopped child may take to exit after SIGTERM (wxlogin drains for up to 10 s by
 /// default) before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(12);
+pub const STOP_GRACE: Duration = Duration::from_secs(12);
 
 /// Opens `path` for appending, so that every start of a child keeps its earlier output.
 fn log_file(path: &Path) -> Result<(File, File), String> {
@@ -109,6 +109,35 @@ pub fn run(mut command: Command, limit: Duration, log: &Path) -> Result<(), Stri
     }
 }
 
+/// Where util-linux's `setpriv` is (Debian installs it with the essential util-linux).
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// `command` run through `setpriv --pdeathsig TERM`, which sets `PR_SET_PDEATHSIG` and then
+/// execs the program (same pid): the kernel sends the child SIGTERM when the thread that spawned
+/// it exits, so even a tool killed with SIGKILL leaves no server behind. The children are spawned
+/// from the main thread, whose exit is what the signal watches. Doing this ourselves would take
+/// an `unsafe` `pre_exec`; without `setpriv`, the command runs as it is.
+fn with_parent_death_signal(command: Command) -> Command {
+    if !Path::new(SETPRIV).exists() {
+        return command;
+    }
+    let mut wrapped = Command::new(SETPRIV);
+    wrapped
+        .args(["--pdeathsig", "TERM", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
 /// A long-lived child; stopped (SIGTERM, then SIGKILL after [`STOP_GRACE`]) when dropped.
 pub struct ChildProc {
     name: String,
@@ -119,16 +148,9 @@ pub struct ChildProc {
 impl ChildProc {
     /// Starts `command` named `name` with its output appended to `log`. The kernel sends it
     /// SIGTERM if the tool dies without cleaning up (SIGKILL, abort).
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<ChildProc, String> {
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<ChildProc, String> {
+        let mut command = with_parent_death_signal(command);
         prepare(&mut command, log)?;
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The children
-        // are spawned from the main thread, whose exit is what PR_SET_PDEATHSIG watches.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -196,10 +218,11 @@ impl ChildProc {
         if self.exit_status().is_some() {
             return;
         }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) with the pid of our own child, which we have not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        // kill(1) with the pid of our own child, which we have not reaped yet.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if self.exit_status().is_some() {

@@ -6,6 +6,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use socket2::SockRef;
+
 /// Appends a `GET` request, with an `Authorization` header when `auth` is given.
 pub fn write_get(out: &mut Vec<u8>, path: &str, auth: Option<&str>) {
     out.extend_from_slice(b"GET ");
@@ -28,6 +30,16 @@ pub fn write_form_post(out: &mut Vec<u8>, path: &str, body: &str) {
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// The status of `GET path` on a new connection to `addr`, `None` without an answer within
+/// `timeout`: readiness polls and the drill's honest `/healthz` beside its attacks.
+pub fn get_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    let mut request = Vec::new();
+    write_get(&mut request, path, None);
+    let mut client = HttpClient::new(addr);
+    client.set_timeout(timeout);
+    client.send(&request).ok()
 }
 
 /// Bound on any single read or write, so a hung server fails the request instead of the run.
@@ -207,22 +219,8 @@ impl HttpClient {
 /// TIME_WAIT for 60 s: one mock-wechat row at 7,000 requests/s left about 20,000 of them, in the
 /// same port range wxlogin needs for its own upstream connections during the next rows. The
 /// answer has been read in full, so nothing is lost.
-fn abort(stream: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a correctly sized `linger` value.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+pub fn abort(stream: TcpStream) {
+    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
 }
 

@@ -3,15 +3,23 @@
 //! turns them into CPU seconds per request; the drill watches wxlogin's threads and descriptors
 //! while it is attacked.
 
-/// Clock ticks per second of `/proc/<pid>/stat` times (`CLK_TCK`, 100 on Linux).
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`CLK_TCK`), asked of `getconf` once:
+/// reading it directly would take an `unsafe` `sysconf`. It is 100 on every Linux we run on,
+/// which is also the answer when `getconf` is missing.
 pub fn clock_ticks() -> f64 {
-    // SAFETY: sysconf only reads a constant of the running system.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+            .filter(|ticks: &f64| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// User plus system CPU ticks the process has used so far.
@@ -29,6 +37,16 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
 /// Current resident set size in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     status_field(pid, "VmRSS:")
+}
+
+/// Threads of the process now (`Threads:` in `/proc/<pid>/status`).
+pub fn thread_count(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads:")
+}
+
+/// Open file descriptors of the process now (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 fn status_field(pid: u32, name: &str) -> Option<u64> {
@@ -73,6 +91,8 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
         assert!(rss_kib(pid).unwrap() > 0);
+        assert!(thread_count(pid).unwrap() >= 1);
+        assert!(fd_count(pid).unwrap() >= 3);
         assert!(machine_ticks().is_some());
         assert!(clock_ticks() > 0.0);
     }
