@@ -55,9 +55,10 @@ fuzz: ## Fuzz every parser for FUZZ_SECONDS (30) each; installs cargo-fuzz if mi
 fmt: ## Format the code
 	cargo fmt --all
 
-lint: ## Check formatting and run clippy with warnings as errors
+lint: ## Check formatting, clippy and rustdoc with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 
 clean: ## Remove build output and the default SQLite database
 	cargo clean

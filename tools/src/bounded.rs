@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::signals::check_interrupt;
 
 /// How often conditions are polled.
-const POLL_EVERY: Duration = Duration::from_millis(50);
+pub const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// Sleeps `duration` in short slices, so that Ctrl-C is seen within [`POLL_EVERY`].
 pub fn sleep(duration: Duration) -> Result<(), String> {
