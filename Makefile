@@ -37,9 +37,9 @@ bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-ru
 	cargo build --release -p wxlogin-tools --bin wxlogin-bench
 	./target/release/wxlogin-bench $(BENCH_ARGS)
 
-drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx (~1.5 min, root)
+drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx and wxlogin's port (~1.5 min, root; DRILL_ARGS='--only open-port')
 	cargo build --release -p wxlogin-tools --bin wxlogin-drill
-	./target/release/wxlogin-drill
+	./target/release/wxlogin-drill $(DRILL_ARGS)
 
 test-client: ## Run only the mini-program client tests (Node)
 	cargo build --workspace

@@ -113,6 +113,8 @@ pub struct Report {
     /// How long each phase ran.
     pub spans: Vec<(Phase, Duration)>,
     pub checks: Vec<Check>,
+    /// The open-port phases' table, when they ran.
+    pub open_port: Option<String>,
 }
 
 impl Report {
@@ -123,12 +125,31 @@ impl Report {
             .count()
     }
 
-    /// The summary in Markdown: a heading, the table, the checks.
+    /// The summary in Markdown: a heading, the tables, the checks.
     pub fn render(&self, now: SystemTime) -> String {
-        let columns: BTreeSet<Answer> = self.outcomes.iter().map(|o| o.answer).collect();
         let mut out = String::new();
         let _ = writeln!(out, "### Fault drill, last run {}\n", utc_minute(now));
         let _ = writeln!(out, "{}\n", self.setup);
+        if !self.outcomes.is_empty() {
+            let _ = writeln!(out, "{}", self.load_table());
+        }
+        if let Some(table) = &self.open_port {
+            let _ = writeln!(out, "{table}");
+        }
+        for check in &self.checks {
+            let mark = match check.verdict {
+                Verdict::Pass => "✔",
+                Verdict::Fail => "✘ FAILED:",
+                Verdict::Info => "ℹ",
+            };
+            let _ = writeln!(out, "- {mark} {}", check.text);
+        }
+        out
+    }
+
+    /// The logins of every phase, by answer.
+    fn load_table(&self) -> String {
+        let columns: BTreeSet<Answer> = self.outcomes.iter().map(|o| o.answer).collect();
         let labels: Vec<String> = columns.iter().map(|column| label(*column)).collect();
         let mut headers = vec![
             ("phase", false),
@@ -181,15 +202,6 @@ impl Report {
             total_time,
             &Stats::of(self.outcomes.iter()),
         );
-        let _ = writeln!(out, "{}", table.render());
-        for check in &self.checks {
-            let mark = match check.verdict {
-                Verdict::Pass => "✔",
-                Verdict::Fail => "✘ FAILED:",
-                Verdict::Info => "ℹ",
-            };
-            let _ = writeln!(out, "- {mark} {}", check.text);
-        }
-        out
+        table.render()
     }
 }
