@@ -35,12 +35,12 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 	node --test --test-reporter=spec tests/client/
 
 bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
-	cargo build --release -p wxlogin-bench
+	cargo build --release -p wxlogin-tools --bin wxlogin-bench
 	./target/release/wxlogin-bench $(BENCH_ARGS)
 
-drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx (~1.5 min, root)
-	cargo build --release -p wxlogin-drill
-	./target/release/wxlogin-drill
+drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx and wxlogin's port (~1.5 min, root; DRILL_ARGS='--only open-port')
+	cargo build --release -p wxlogin-tools --bin wxlogin-drill
+	./target/release/wxlogin-drill $(DRILL_ARGS)
 
 test-client: ## Run only the mini-program client tests (Node)
 	cargo build --workspace
@@ -56,9 +56,10 @@ fuzz: ## Fuzz every parser for FUZZ_SECONDS (30) each; installs cargo-fuzz if mi
 fmt: ## Format the code
 	cargo fmt --all
 
-lint: ## Check formatting and run clippy with warnings as errors
+lint: ## Check formatting, clippy and rustdoc with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 
 clean: ## Remove build output and the default SQLite database
 	cargo clean

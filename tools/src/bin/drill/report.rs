@@ -5,57 +5,10 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use wxlogin_tools::markdown::{short, utc_minute, Table};
+
 use crate::load::{Answer, Outcome, Via};
-
-/// The phases logins are sent in, in order.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Phase {
-    Baseline,
-    DbDown,
-    DbBack,
-    WechatSlow,
-    WechatDown,
-    WechatBack,
-    SlowClients,
-}
-
-impl Phase {
-    /// Indexed by `phase as usize`.
-    pub const ALL: [Phase; 7] = [
-        Phase::Baseline,
-        Phase::DbDown,
-        Phase::DbBack,
-        Phase::WechatSlow,
-        Phase::WechatDown,
-        Phase::WechatBack,
-        Phase::SlowClients,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Baseline => "baseline",
-            Phase::DbDown => "db down",
-            Phase::DbBack => "db back",
-            Phase::WechatSlow => "wechat slow",
-            Phase::WechatDown => "wechat down",
-            Phase::WechatBack => "wechat back",
-            Phase::SlowClients => "slow clients",
-        }
-    }
-
-    /// What is done to the system during the phase.
-    pub fn what(self) -> &'static str {
-        match self {
-            Phase::Baseline => "everything up",
-            Phase::DbDown => "MariaDB stopped, held down, restarted",
-            Phase::DbBack => "MariaDB answering again; wxlogin not restarted",
-            Phase::WechatSlow => "mock-wechat answers after 3 s (WECHAT_TIMEOUT=2s)",
-            Phase::WechatDown => "mock-wechat stopped (connection refused)",
-            Phase::WechatBack => "mock-wechat normal again",
-            Phase::SlowClients => "100 slow clients hold connections to nginx",
-        }
-    }
-}
+use crate::phase::Phase;
 
 /// A check's result.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -152,15 +105,6 @@ fn label(answer: Answer) -> String {
     }
 }
 
-/// `3 ms`, `2.01 s`.
-pub fn short(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
-
 /// Everything the summary shows.
 pub struct Report {
     /// `MariaDB 10.11.6, nginx 1.22.1`, and the load's shape.
@@ -169,6 +113,8 @@ pub struct Report {
     /// How long each phase ran.
     pub spans: Vec<(Phase, Duration)>,
     pub checks: Vec<Check>,
+    /// The open-port phases' table, when they ran.
+    pub open_port: Option<String>,
 }
 
 impl Report {
@@ -179,39 +125,64 @@ impl Report {
             .count()
     }
 
-    /// The summary in Markdown: a heading, the table, the checks.
+    /// The summary in Markdown: a heading, the tables, the checks.
     pub fn render(&self, now: SystemTime) -> String {
-        let columns: BTreeSet<Answer> = self.outcomes.iter().map(|o| o.answer).collect();
         let mut out = String::new();
         let _ = writeln!(out, "### Fault drill, last run {}\n", utc_minute(now));
         let _ = writeln!(out, "{}\n", self.setup);
-        let mut header = "| phase | what was done | s | sent |".to_owned();
-        let mut rule = "|---|---|--:|--:|".to_owned();
-        for column in &columns {
-            let _ = write!(header, " {} |", label(*column));
-            rule.push_str("--:|");
+        if !self.outcomes.is_empty() {
+            let _ = writeln!(out, "{}", self.load_table());
         }
-        header.push_str(" median | max | via nginx: 200/sent, max |");
-        rule.push_str("--:|--:|--:|");
-        let _ = writeln!(out, "{header}\n{rule}");
+        if let Some(table) = &self.open_port {
+            let _ = writeln!(out, "{table}");
+        }
+        for check in &self.checks {
+            let mark = match check.verdict {
+                Verdict::Pass => "✔",
+                Verdict::Fail => "✘ FAILED:",
+                Verdict::Info => "ℹ",
+            };
+            let _ = writeln!(out, "- {mark} {}", check.text);
+        }
+        out
+    }
+
+    /// The logins of every phase, by answer.
+    fn load_table(&self) -> String {
+        let columns: BTreeSet<Answer> = self.outcomes.iter().map(|o| o.answer).collect();
+        let labels: Vec<String> = columns.iter().map(|column| label(*column)).collect();
+        let mut headers = vec![
+            ("phase", false),
+            ("what was done", false),
+            ("s", true),
+            ("sent", true),
+        ];
+        headers.extend(labels.iter().map(|l| (l.as_str(), true)));
+        headers.extend([
+            ("median", true),
+            ("max", true),
+            ("via nginx: 200/sent, max", true),
+        ]);
+        let mut table = Table::new(&headers);
         let mut row = |name: &str, what: &str, seconds: Duration, stats: &Stats| {
-            let mut line = format!(
-                "| {name} | {what} | {:.1} | {} |",
-                seconds.as_secs_f64(),
-                stats.sent
-            );
-            for column in &columns {
-                let _ = write!(line, " {} |", stats.count(*column));
-            }
-            let _ = writeln!(
-                out,
-                "{line} {} | {} | {}/{}, {} |",
+            let mut cells = vec![
+                name.to_owned(),
+                what.to_owned(),
+                format!("{:.1}", seconds.as_secs_f64()),
+                stats.sent.to_string(),
+            ];
+            cells.extend(columns.iter().map(|c| stats.count(*c).to_string()));
+            cells.extend([
                 short(stats.median()),
                 short(stats.max()),
-                stats.nginx_ok,
-                stats.nginx_sent,
-                short(stats.nginx_max)
-            );
+                format!(
+                    "{}/{}, {}",
+                    stats.nginx_ok,
+                    stats.nginx_sent,
+                    short(stats.nginx_max)
+                ),
+            ]);
+            table.row(cells);
         };
         let mut total_time = Duration::ZERO;
         for phase in Phase::ALL {
@@ -231,43 +202,6 @@ impl Report {
             total_time,
             &Stats::of(self.outcomes.iter()),
         );
-        let _ = writeln!(out);
-        for check in &self.checks {
-            let mark = match check.verdict {
-                Verdict::Pass => "✔",
-                Verdict::Fail => "✘ FAILED:",
-                Verdict::Info => "ℹ",
-            };
-            let _ = writeln!(out, "- {mark} {}", check.text);
-        }
-        out
-    }
-}
-
-/// `2026-11-25 16:29 UTC`: the minute a run happened, for its report.
-fn utc_minute(now: SystemTime) -> String {
-    jiff::Timestamp::try_from(now)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| "(unknown time)".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::UNIX_EPOCH;
-
-    #[test]
-    fn dates_are_civil_utc() {
-        let at = |secs| utc_minute(UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "1970-01-01 00:00 UTC");
-        assert_eq!(at(951_782_400 + 3_661), "2000-02-29 01:01 UTC");
-        assert_eq!(at(1_795_564_800), "2026-11-25 00:00 UTC");
-    }
-
-    #[test]
-    fn phases_are_indexed_by_their_discriminant() {
-        for (i, phase) in Phase::ALL.iter().enumerate() {
-            assert_eq!(*phase as usize, i);
-        }
+        table.render()
     }
 }

@@ -7,26 +7,31 @@
 //! and by a request budget, so the whole run takes about a minute and a half on the reference
 //! machine (2 cores).
 
+mod counters;
 mod load;
-mod procstat;
+mod probe;
 mod report;
 mod scenarios;
-mod servers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
 
 use wxlogin::config::DatabaseUrl;
 use wxlogin::store::StoreOptions;
+use wxlogin_tools::children::ChildProc;
+use wxlogin_tools::database::Database;
+use wxlogin_tools::http::{write_get, HttpClient};
+use wxlogin_tools::markdown::thousands;
+use wxlogin_tools::ports::free_addr;
+use wxlogin_tools::procstat;
+use wxlogin_tools::signals::{self, interrupted};
 
 use crate::load::Limits;
-use crate::procstat::{Probe, Watched};
+use crate::probe::{Probe, Watched};
 use crate::report::{Row, Setup, SLOW_WECHAT_LATENCY};
 use crate::scenarios::{Kind, RawUpsertWorker, StoreWorker};
-use crate::servers::{free_addr, Database, Process, STOP};
 
 const USAGE: &str = "\
 usage: wxlogin-bench [options]     (normally run by `make bench`)
@@ -176,9 +181,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    servers::install_signal_handlers();
+    if let Err(why) = signals::install() {
+        eprintln!("wxlogin-bench: {why}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
-        Ok(()) if STOP.load(Ordering::SeqCst) => ExitCode::from(130),
+        Ok(()) if interrupted() => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             eprintln!("wxlogin-bench: {why}");
@@ -187,13 +195,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a child may take to answer `/healthz` (a MariaDB schema set-up included).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A child serving HTTP on `addr`.
+struct Server {
+    process: ChildProc,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `command` (its output in `log`) and waits until `/healthz` answers 200.
+    fn start(name: &str, command: Command, addr: SocketAddr, log: &Path) -> Result<Server, String> {
+        let mut process = ChildProc::spawn(name, command, log)?;
+        let mut request = Vec::new();
+        write_get(&mut request, "/healthz", None);
+        process.wait_ready(START_TIMEOUT, || {
+            matches!(HttpClient::new(addr).send(&request), Ok(200))
+        })?;
+        Ok(Server { process, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}
+
 /// The two children, and what the load generator needs to reach them.
 struct Servers {
     bin_dir: PathBuf,
     log_dir: PathBuf,
     mock_keep_alive: bool,
-    server: Process,
-    mock: Process,
+    server: Server,
+    mock: Server,
 }
 
 impl Servers {
@@ -201,7 +235,7 @@ impl Servers {
     /// it (mock-wechat closes every connection, so wxlogin holds none to the old process).
     fn restart_mock(&mut self, latency: Duration, threads: Option<usize>) -> Result<(), String> {
         // The old one must be gone before the new one binds its port.
-        self.mock.stop();
+        self.mock.process.stop();
         self.mock = start_mock(
             &self.bin_dir,
             &self.log_dir,
@@ -235,24 +269,18 @@ fn start_mock(
     latency: Duration,
     threads: Option<usize>,
     keep_alive: bool,
-) -> Result<Process, String> {
-    let mut env = vec![
-        ("MOCK_WECHAT_BIND", addr.to_string()),
-        ("MOCK_WECHAT_LATENCY_MS", latency.as_millis().to_string()),
-        ("MOCK_WECHAT_KEEP_ALIVE", u8::from(keep_alive).to_string()),
-        ("RUST_LOG", child_log_level()),
-    ];
+) -> Result<Server, String> {
+    let mut command = Command::new(bin_dir.join("mock-wechat"));
+    command
+        .env("MOCK_WECHAT_BIND", addr.to_string())
+        .env("MOCK_WECHAT_LATENCY_MS", latency.as_millis().to_string())
+        .env("MOCK_WECHAT_KEEP_ALIVE", u8::from(keep_alive).to_string())
+        .env("RUST_LOG", child_log_level());
     if let Some(threads) = threads {
-        env.push(("MOCK_WECHAT_THREADS", threads.to_string()));
+        command.env("MOCK_WECHAT_THREADS", threads.to_string());
     }
-    Process::start(
-        "mock-wechat",
-        &bin_dir.join("mock-wechat"),
-        addr,
-        &["MOCK_WECHAT_", "RUST_LOG"],
-        &env,
-        log_dir.join(format!("mock-wechat-{}ms.log", latency.as_millis())),
-    )
+    let log = log_dir.join(format!("mock-wechat-{}ms.log", latency.as_millis()));
+    Server::start("mock-wechat", command, addr, &log)
 }
 
 fn start_server(
@@ -261,31 +289,24 @@ fn start_server(
     mock: SocketAddr,
     database_url: &str,
     threads: Option<usize>,
-) -> Result<Process, String> {
-    let addr = free_addr().map_err(|e| format!("no free port: {e}"))?;
+) -> Result<Server, String> {
+    let addr = free_addr()?;
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
     let jwt_secret: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let mut env = vec![
-        ("WXLOGIN_BIND", addr.to_string()),
-        ("WECHAT_API_BASE", format!("http://{mock}")),
-        ("WECHAT_APPID", scenarios::APPID.to_owned()),
-        ("WECHAT_SECRET", scenarios::APP_SECRET.to_owned()),
-        ("JWT_SECRET", jwt_secret),
-        ("DATABASE_URL", database_url.to_owned()),
-        ("RUST_LOG", child_log_level()),
-    ];
+    let mut command = Command::new(bin_dir.join("wxlogin"));
+    command
+        .env("WXLOGIN_BIND", addr.to_string())
+        .env("WECHAT_API_BASE", format!("http://{mock}"))
+        .env("WECHAT_APPID", scenarios::APPID)
+        .env("WECHAT_SECRET", scenarios::APP_SECRET)
+        .env("JWT_SECRET", jwt_secret)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", child_log_level());
     if let Some(threads) = threads {
-        env.push(("WXLOGIN_THREADS", threads.to_string()));
+        command.env("WXLOGIN_THREADS", threads.to_string());
     }
-    Process::start(
-        "wxlogin",
-        &bin_dir.join("wxlogin"),
-        addr,
-        &["WXLOGIN_", "WECHAT_", "JWT_", "DATABASE_URL", "RUST_LOG"],
-        &env,
-        log_dir.join("wxlogin.log"),
-    )
+    Server::start("wxlogin", command, addr, &log_dir.join("wxlogin.log"))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -300,27 +321,31 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
     }
-    // target/release/ → target/bench/
-    let log_dir = bin_dir.parent().unwrap_or(&bin_dir).join("bench");
+    // target/release/ → target/bench/, the children's logs in target/bench/logs/ (the previous
+    // run's go: the children append to them).
+    let out_dir = bin_dir.parent().unwrap_or(&bin_dir).join("bench");
+    let log_dir = out_dir.join("logs");
+    let _ = std::fs::remove_dir_all(&log_dir);
     std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
     let out_path = args
         .out
         .clone()
-        .unwrap_or_else(|| log_dir.join("last-run.md"));
+        .unwrap_or_else(|| out_dir.join("last-run.md"));
 
     let database = if args.sqlite {
-        Database::create_sqlite()?
+        Database::create_sqlite("wxlogin-bench")?
     } else {
-        Database::create_mysql(&args.mysql_url)?
+        Database::create_mysql(&args.mysql_url, "wxlogin_bench")
+            .map_err(|e| format!("{e} (start MariaDB, pass --mysql-url URL, or use --sqlite)"))?
     };
     let database_url = database.url();
     eprintln!("database: {}", database.describe());
-    let db_at_start = database.counters();
+    let db_at_start = counters::counters(&database);
 
     let mock = start_mock(
         &bin_dir,
         &log_dir,
-        free_addr().map_err(|e| format!("no free port: {e}"))?,
+        free_addr()?,
         Duration::ZERO,
         None,
         args.mock_keep_alive,
@@ -376,7 +401,7 @@ fn run(args: &Args) -> Result<(), String> {
             duration: Duration::from_secs(60),
             max_requests: args.users as u64,
         },
-        &STOP,
+        signals::flag(),
         |_| StoreWorker::new(&*store, 0, Some(args.users as u64)),
     );
     if setup.not_ok() > 0 {
@@ -401,7 +426,7 @@ fn run(args: &Args) -> Result<(), String> {
             duration: args.duration,
             max_requests: args.max_requests,
         };
-        let counters_before = database.counters();
+        let counters_before = counters::counters(&database);
         let probe = Probe::start(servers.watched(db_pid));
         let http_target = if kind == Kind::MockAlone {
             servers.mock.addr
@@ -409,22 +434,24 @@ fn run(args: &Args) -> Result<(), String> {
             servers.server.addr
         };
         let outcome = match kind {
-            Kind::StoreInsert => {
-                load::run(&limits, &STOP, |_| StoreWorker::new(&*store, row_no, None))
-            }
-            Kind::StoreUpdate => load::run(&limits, &STOP, |_| {
+            Kind::StoreInsert => load::run(&limits, signals::flag(), |_| {
+                StoreWorker::new(&*store, row_no, None)
+            }),
+            Kind::StoreUpdate => load::run(&limits, signals::flag(), |_| {
                 StoreWorker::new(&*store, row_no, Some(args.users as u64))
             }),
             Kind::DbRaw => {
                 let pool = raw_pool.as_ref().expect("only run on MySQL");
-                load::run(&limits, &STOP, |_| RawUpsertWorker::new(pool, row_no))
+                load::run(&limits, signals::flag(), |_| {
+                    RawUpsertWorker::new(pool, row_no)
+                })
             }
-            _ => load::run_http(http_target, &limits, &STOP, |seq, out| {
+            _ => load::run_http(http_target, &limits, signals::flag(), |seq, out| {
                 scenarios::login_path_request(kind, row_no, seq, &tokens, out)
             }),
         };
         let usage = probe.finish();
-        let db_commands = match (counters_before, database.counters()) {
+        let db_commands = match (counters_before, counters::counters(&database)) {
             (Some(before), Some(after)) => Some(after.per_request(&before, outcome.answered())),
             _ => None,
         };
@@ -439,7 +466,7 @@ fn run(args: &Args) -> Result<(), String> {
             "  {:<41} {:>3} conns  {:>8}/s  p99 {:>7.2} ms  not 200: {}",
             kind.label(),
             conns,
-            report::thousands(row.outcome.rate()),
+            thousands(row.outcome.rate()),
             row.outcome.percentile_ms(99.0),
             row.outcome.not_ok()
         );
@@ -461,14 +488,14 @@ fn run(args: &Args) -> Result<(), String> {
             .into_iter()
             .filter(|&k| args.wants(k) && (k != Kind::DbRaw || raw_pool.is_some()))
         {
-            if STOP.load(Ordering::SeqCst) {
+            if interrupted() {
                 break 'all;
             }
             row_no += 1;
             rows.push(measure(row_no, kind, conns, &servers));
         }
     }
-    if !STOP.load(Ordering::SeqCst) && args.wants(Kind::FirstSlowWechat) {
+    if !interrupted() && args.wants(Kind::FirstSlowWechat) {
         eprintln!(
             "restarting mock-wechat with {} ms latency and {SLOW_WECHAT_MOCK_THREADS} threads…",
             SLOW_WECHAT_LATENCY.as_millis()
@@ -484,7 +511,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     let mut warnings = Vec::new();
-    if let (Some(start), Some(end)) = (db_at_start, database.counters()) {
+    if let (Some(start), Some(end)) = (db_at_start, counters::counters(&database)) {
         if end.uptime_s < start.uptime_s {
             warnings.push(format!(
                 "the database server restarted during this run (up {} s at the end): rows with \
@@ -515,7 +542,7 @@ fn run(args: &Args) -> Result<(), String> {
         max_requests: args.max_requests,
         users: args.users,
         command: command_line(),
-        interrupted: STOP.load(Ordering::SeqCst),
+        interrupted: interrupted(),
     };
     let markdown = report::markdown(&setup, &rows);
     println!("\n{markdown}");

@@ -11,8 +11,9 @@ use base64::Engine;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
-use crate::bounded;
-use crate::report::Phase;
+use wxlogin_tools::bounded;
+
+use crate::phase::Phase;
 
 /// Threads logging in straight to wxlogin, and the pause between two of their logins: 14 × 25
 /// logins/s at most, a steady load that leaves the two cores to the servers.

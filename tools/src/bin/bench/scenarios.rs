@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use wxlogin::config::Secret;
 use wxlogin::store::{LoginRecord, UserStore};
 
-use crate::load::{write_form_post, write_get, HttpClient, Worker};
+use wxlogin_tools::http::{write_form_post, write_get, HttpClient};
+
+use crate::load::Worker;
 
 /// The mock's public default credentials, which the server is started with.
 pub const APPID: &str = "wx1234567890abcdef";
@@ -192,7 +194,7 @@ impl Worker for StoreWorker<'_> {
 }
 
 /// The statement the MySQL store runs for a login, so the raw row measures the same work.
-const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
+const UPSERT_LOGIN: &str = include_str!("../../../../sql/mysql/upsert_login.sql");
 
 /// A pool like the store's (same size, same session set-up) but without the per-checkout
 /// health check (`COM_PING`) and reset (`COM_RESET_CONNECTION`, which also drops the prepared

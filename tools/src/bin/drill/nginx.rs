@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::children::{self, ChildProc};
+use wxlogin_tools::children::{self, ChildProc};
 
 /// Where Debian's package puts it.
 const NGINX: &str = "/usr/sbin/nginx";
@@ -130,7 +130,7 @@ pub fn rewrite(shipped: &str, ports: &Ports, cert: &Path, key: &Path) -> Result<
         return Err(format!(
             "deploy/nginx/wxlogin.conf changed shape: expected 2 IPv4 listens, 1 ssl_certificate, \
              1 ssl_certificate_key, 1 upstream server 127.0.0.1:8888; found {listens}, {certs}, \
-             {keys}, {upstreams}: update drill/src/nginx.rs"
+             {keys}, {upstreams}: update tools/src/bin/drill/nginx.rs"
         ));
     }
     Ok(out)
@@ -190,7 +190,7 @@ mod tests {
     };
 
     fn rewrite_shipped() -> String {
-        let shipped = include_str!("../../deploy/nginx/wxlogin.conf");
+        let shipped = include_str!("../../../../deploy/nginx/wxlogin.conf");
         rewrite(
             shipped,
             &PORTS,
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn everything_else_is_kept_verbatim() {
-        let shipped = include_str!("../../deploy/nginx/wxlogin.conf");
+        let shipped = include_str!("../../../../deploy/nginx/wxlogin.conf");
         let conf = rewrite_shipped();
         for line in shipped.lines() {
             let word = line.split_whitespace().next().unwrap_or("");

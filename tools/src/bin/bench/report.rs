@@ -5,8 +5,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use wxlogin_tools::markdown::{ms, thousands, utc_minute, Table};
+
 use crate::load::Outcome;
-use crate::procstat::Usage;
+use crate::probe::Usage;
 use crate::scenarios::Kind;
 
 /// The order rows appear in, whatever order they ran in.
@@ -75,7 +77,7 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "## wxlogin benchmark, {}{}\n",
-        utc_date(setup.started),
+        utc_minute(setup.started),
         if setup.interrupted {
             " (interrupted: partial)"
         } else {
@@ -488,103 +490,9 @@ fn per_thousand(cpu_s: f64, requests: u64) -> String {
     }
 }
 
-/// Milliseconds with about three significant digits.
-fn ms(value: f64) -> String {
-    if value < 10.0 {
-        format!("{value:.2}")
-    } else if value < 100.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.0}")
-    }
-}
-
-/// A whole number with thousands separators: `12,345`.
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `2026-11-25 16:29 UTC`: the minute a run happened, for its report.
-fn utc_date(at: SystemTime) -> String {
-    jiff::Timestamp::try_from(at)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| "(unknown time)".into())
-}
-
-/// A Markdown table padded so its columns line up in a terminal as well.
-struct Table {
-    headers: Vec<String>,
-    right: Vec<bool>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(columns: &[(&str, bool)]) -> Table {
-        Table {
-            headers: columns.iter().map(|(h, _)| (*h).to_owned()).collect(),
-            right: columns.iter().map(|(_, r)| *r).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn row(&mut self, cells: Vec<String>) {
-        assert_eq!(cells.len(), self.headers.len(), "one cell per column");
-        self.rows.push(cells);
-    }
-
-    fn render(&self) -> String {
-        let width = |i: usize| {
-            self.rows
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([self.headers[i].chars().count(), 3])
-                .max()
-                .unwrap_or(3)
-        };
-        let widths: Vec<usize> = (0..self.headers.len()).map(width).collect();
-        let line = |cells: &[String]| {
-            let mut text = String::from("|");
-            for (i, cell) in cells.iter().enumerate() {
-                let pad = " ".repeat(widths[i] - cell.chars().count());
-                if self.right[i] {
-                    let _ = write!(text, " {pad}{cell} |");
-                } else {
-                    let _ = write!(text, " {cell}{pad} |");
-                }
-            }
-            text.push('\n');
-            text
-        };
-        let mut out = line(&self.headers);
-        out.push('|');
-        for (i, w) in widths.iter().enumerate() {
-            let dashes = "-".repeat(w - 1);
-            if self.right[i] {
-                let _ = write!(out, " {dashes}: |");
-            } else {
-                let _ = write!(out, " {dashes}- |");
-            }
-        }
-        out.push('\n');
-        for row in &self.rows {
-            out.push_str(&line(row));
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     fn row(kind: Kind, conns: usize, per_second: u32, p99_ms: u32) -> Row {
         // The slowest 2% take `p99_ms`, so that is the 99th percentile.
@@ -603,18 +511,6 @@ mod tests {
             usage: Usage::default(),
             db_commands: None,
         }
-    }
-
-    #[test]
-    fn formats_numbers_and_dates() {
-        assert_eq!(thousands(1234567.4), "1,234,567");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(ms(0.4567), "0.46");
-        assert_eq!(ms(123.4), "123");
-        assert_eq!(
-            utc_date(UNIX_EPOCH + Duration::from_secs(1_764_088_142)),
-            "2025-11-25 16:29 UTC"
-        );
     }
 
     #[test]
@@ -643,15 +539,5 @@ mod tests {
         let checks = checks(&rows[1], &rows);
         assert!(checks.iter().any(|c| c.name == "valid ceilings" && !c.pass));
         assert!(!checks.iter().any(|c| c.name == "≥50% of store"));
-    }
-
-    #[test]
-    fn renders_aligned_markdown() {
-        let mut table = Table::new(&[("a", false), ("bb", true)]);
-        table.row(vec!["xyz".into(), "1".into()]);
-        assert_eq!(
-            table.render(),
-            "| a   |  bb |\n| --- | --: |\n| xyz |   1 |\n"
-        );
     }
 }

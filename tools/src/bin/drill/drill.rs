@@ -3,6 +3,7 @@
 //! it is dropped, in reverse order of creation, on errors and panics too.
 
 use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,13 +12,20 @@ use std::time::{Duration, Instant};
 use ureq::tls::Certificate;
 use ureq::Agent;
 
+use wxlogin_tools::bounded;
+use wxlogin_tools::children::{self, describe_exit, ChildProc};
+use wxlogin_tools::http::get_status;
+use wxlogin_tools::markdown::short;
+use wxlogin_tools::ports::free_port;
+use wxlogin_tools::signals::check_interrupt;
+
 use crate::attacks::{self, SlowClients, SlowKind, HUGE_LENGTH};
-use crate::bounded;
-use crate::children::{self, describe_exit, free_port, ChildProc};
 use crate::load::{self, Answer, Load, Outcome, Via};
-use crate::mariadb::{self, DrillDatabase, Outage};
+use crate::mariadb::{self, Outage};
 use crate::nginx::{self, Ports};
-use crate::report::{short, Check, Phase, Report, Stats, Verdict};
+use crate::open_port::{self, Attack, Finding};
+use crate::phase::Phase;
+use crate::report::{Check, Report, Stats, Verdict};
 
 /// mock-wechat's public default credentials.
 const APPID: &str = "wx1234567890abcdef";
@@ -60,23 +68,19 @@ pub struct Paths {
 }
 
 /// What wxlogin needs to be started again with the same configuration (the spare process of
-/// the huge-request attack).
-struct WxloginEnv<'a> {
-    paths: &'a Paths,
-    mock_port: u16,
-    database_url: String,
-    jwt_secret: String,
+/// the huge-request attack, the targets of the open-port phases).
+pub struct WxloginEnv<'a> {
+    pub paths: &'a Paths,
+    pub mock_port: u16,
+    pub database_url: String,
+    pub jwt_secret: String,
+    /// Extra variables, e.g. a shorter `WXLOGIN_CLIENT_TIMEOUT`.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl WxloginEnv<'_> {
     /// Starts a wxlogin named `name` on `port`, waits until `ready_path` answers 200.
-    fn start(
-        &self,
-        name: &str,
-        port: u16,
-        probe: &Agent,
-        ready_path: &str,
-    ) -> Result<ChildProc, String> {
+    pub fn start(&self, name: &str, port: u16, ready_path: &str) -> Result<ChildProc, String> {
         let mut command = Command::new(self.paths.bin.join("wxlogin"));
         command
             .env("WXLOGIN_BIND", format!("127.0.0.1:{port}"))
@@ -89,30 +93,30 @@ impl WxloginEnv<'_> {
             .env("JWT_SECRET", &self.jwt_secret)
             .env("DATABASE_URL", &self.database_url)
             .env("WECHAT_TIMEOUT", format!("{}s", WECHAT_TIMEOUT.as_secs()))
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(self.extra.iter().map(|(k, v)| (k, v)));
         let log = self.paths.logs.join(format!("{name}.log"));
         let mut child = ChildProc::spawn(name, command, &log)?;
-        let url = format!("http://127.0.0.1:{port}{ready_path}");
-        child.wait_ready(READY_LIMIT, || load::status(probe, &url) == Some(200))?;
+        child.wait_ready(READY_LIMIT, || answers_200(port, ready_path))?;
         Ok(child)
     }
 }
 
+/// Whether `GET path` on 127.0.0.1:`port` answers 200 within 3 s.
+fn answers_200(port: u16, path: &str) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    get_status(addr, path, Duration::from_secs(3)) == Some(200)
+}
+
 /// Starts mock-wechat on `port`, answering jscode2session after `latency_ms`.
-fn start_mock(
-    paths: &Paths,
-    port: u16,
-    latency_ms: u64,
-    probe: &Agent,
-) -> Result<ChildProc, String> {
+pub fn start_mock(paths: &Paths, port: u16, latency_ms: u64) -> Result<ChildProc, String> {
     let mut command = Command::new(paths.bin.join("mock-wechat"));
     command
         .env("MOCK_WECHAT_BIND", format!("127.0.0.1:{port}"))
         .env("MOCK_WECHAT_LATENCY_MS", latency_ms.to_string())
         .env("RUST_LOG", "warn");
     let mut child = ChildProc::spawn("mock-wechat", command, &paths.logs.join("mock-wechat.log"))?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    child.wait_ready(READY_LIMIT, || load::status(probe, &url) == Some(200))?;
+    child.wait_ready(READY_LIMIT, || answers_200(port, "/healthz"))?;
     Ok(child)
 }
 
@@ -123,14 +127,13 @@ fn restart_mock(
     paths: &Paths,
     port: u16,
     latency_ms: u64,
-    probe: &Agent,
 ) -> Result<(), String> {
     mock.stop();
-    *mock = start_mock(paths, port, latency_ms, probe)?;
+    *mock = start_mock(paths, port, latency_ms)?;
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> Result<String, String> {
+pub fn random_hex(bytes: usize) -> Result<String, String> {
     let mut random = vec![0u8; bytes];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
@@ -186,14 +189,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     children::run(openssl, Duration::from_secs(10), &commands_log)
         .map_err(|e| format!("openssl is needed for the certificate: {e}"))?;
     mariadb::ensure_running(&commands_log)?;
-    for exe in ["wxlogin", "mock-wechat"] {
-        if !paths.bin.join(exe).exists() {
-            return Err(format!(
-                "{} is missing: run `cargo build --release --workspace` (make drill does)",
-                paths.bin.join(exe).display()
-            ));
-        }
-    }
+    binaries_present(paths)?;
     let setup = format!(
         "MariaDB {} · {} with the shipped `deploy/nginx/wxlogin.conf` · {}.",
         mariadb::version()?,
@@ -202,7 +198,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     );
 
     // Dropped last: the database, after every process using it.
-    let db = DrillDatabase::create()?;
+    let db = mariadb::create_database()?;
     let tmp = tempfile::Builder::new()
         .prefix("wxlogin-drill-")
         .tempdir()
@@ -218,15 +214,16 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     let tls = attacks::tls_config(cert.der())?;
 
     let mock_port = free_port()?;
-    let mut mock = start_mock(paths, mock_port, 0, &probe)?;
+    let mut mock = start_mock(paths, mock_port, 0)?;
     let env = WxloginEnv {
         paths,
         mock_port,
         database_url: db.url(),
         jwt_secret: random_hex(32)?,
+        extra: Vec::new(),
     };
     let wx_port = free_port()?;
-    let mut wxlogin = env.start("wxlogin", wx_port, &probe, "/readyz")?;
+    let mut wxlogin = env.start("wxlogin", wx_port, "/readyz")?;
     let wxlogin_pid = wxlogin.pid();
     let wx = format!("http://127.0.0.1:{wx_port}");
     let ports = Ports {
@@ -251,7 +248,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     println!(
         "up: mock-wechat :{mock_port}, wxlogin :{wx_port} (pid {wxlogin_pid}, database {}), \
          nginx https :{} http :{}",
-        db.name(),
+        db.name().unwrap_or_default(),
         ports.https,
         ports.http
     );
@@ -283,7 +280,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     database_outage(&mut load, &probe, &wx, &commands_log, &mut checks)?;
 
     // c. WeChat slow, then unreachable, then normal: mock-wechat restarted on the same port.
-    restart_mock(&mut mock, paths, mock_port, MOCK_SLOW_MS, &probe)?;
+    restart_mock(&mut mock, paths, mock_port, MOCK_SLOW_MS)?;
     timed_phase(&mut load, Phase::WechatSlow, PHASE_TIME)?;
     checks.push(judge(&load, Phase::WechatSlow));
     load.run(Phase::WechatDown);
@@ -292,7 +289,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     load.pause()?;
     progress(&load, Phase::WechatDown);
     checks.push(judge(&load, Phase::WechatDown));
-    restart_mock(&mut mock, paths, mock_port, 0, &probe)?;
+    restart_mock(&mut mock, paths, mock_port, 0)?;
     timed_phase(&mut load, Phase::WechatBack, SHORT_PHASE_TIME)?;
     checks.push(judge(&load, Phase::WechatBack));
 
@@ -304,7 +301,7 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     let _ = bounded::wait_until("slow clients dropped", SLOW_PHASE_LIMIT, || {
         Ok(slow.all_ended())
     });
-    bounded::check_interrupt()?;
+    check_interrupt()?;
     bounded::sleep(PHASE_TIME.saturating_sub(started.elapsed()))?;
     let waited = started.elapsed();
     load.pause()?;
@@ -327,15 +324,15 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
             health.map_or("no answer".into(), |s| s.to_string()),
         ),
     ));
-    checks.push(huge_request_direct(&env, &probe)?);
+    checks.push(huge_request_direct(&env)?);
 
     // The end: what the clients saw, every 200's row, the server still up.
     let (record, spans) = load.finish()?;
     let openids: Vec<String> = record.openids.iter().flatten().cloned().collect();
     let unreadable = record.openids.len() - openids.len();
-    let missing = db.missing_rows(&openids)?;
+    let missing = mariadb::missing_rows(&db, &openids)?;
     let distinct = openids.iter().collect::<HashSet<_>>().len() as u64;
-    let rows = db.rows()?;
+    let rows = mariadb::rows(&db)?;
     checks.push(check(
         missing.is_empty() && unreadable == 0,
         format!(
@@ -379,12 +376,49 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
     if exit.is_some() {
         eprintln!("the end of wxlogin's log:\n{}", wxlogin.log_tail(20));
     }
+
+    // e. The open port: hostile clients straight at a wxlogin of their own (no nginx).
+    println!("open port (straight to wxlogin, SQLite):");
+    let findings = open_port::run(paths, &Attack::ALL)?;
+    checks.extend(findings.iter().map(Finding::check));
     Ok(Report {
         setup,
         outcomes: record.outcomes,
         spans,
         checks,
+        open_port: Some(open_port::render(&findings)),
     })
+}
+
+/// Only the open-port phases `attacks` (`--only`): no MariaDB, no nginx, no login load.
+pub fn run_open_port(paths: &Paths, attacks: &[Attack]) -> Result<Report, String> {
+    binaries_present(paths)?;
+    println!(
+        "open port (straight to wxlogin, SQLite; logs in {}):",
+        paths.logs.display()
+    );
+    let findings = open_port::run(paths, attacks)?;
+    let names: Vec<&str> = attacks.iter().map(|a| a.name()).collect();
+    Ok(Report {
+        setup: format!("Only the open-port phases: {}.", names.join(", ")),
+        outcomes: Vec::new(),
+        spans: Vec::new(),
+        checks: findings.iter().map(Finding::check).collect(),
+        open_port: Some(open_port::render(&findings)),
+    })
+}
+
+/// Fails unless wxlogin and mock-wechat were built beside this binary.
+fn binaries_present(paths: &Paths) -> Result<(), String> {
+    for exe in ["wxlogin", "mock-wechat"] {
+        if !paths.bin.join(exe).exists() {
+            return Err(format!(
+                "{} is missing: run `cargo build --release --workspace` (make drill does)",
+                paths.bin.join(exe).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Phase b: stops MariaDB under load, checks readiness and liveness while it is down, holds it
@@ -499,9 +533,9 @@ fn slow_client_check(results: &[attacks::SlowResult], waited: Duration) -> Check
 
 /// The huge request straight to a spare wxlogin (never the main one): what tiny_http does
 /// with it, and whether the process survives. Reported, not judged: this is why nginx is there.
-fn huge_request_direct(env: &WxloginEnv, probe: &Agent) -> Result<Check, String> {
+fn huge_request_direct(env: &WxloginEnv) -> Result<Check, String> {
     let port = free_port()?;
-    let mut spare = env.start("wxlogin-spare", port, probe, "/healthz")?;
+    let mut spare = env.start("wxlogin-spare", port, "/healthz")?;
     let mut connection = attacks::plain_connect(port)?;
     let answer = attacks::send_huge_request(&mut connection)?;
     let answered = Instant::now();
@@ -513,7 +547,7 @@ fn huge_request_direct(env: &WxloginEnv, probe: &Agent) -> Result<Check, String>
         Ok(spare.exit_status().is_some())
     })
     .is_ok();
-    bounded::check_interrupt()?;
+    check_interrupt()?;
     let fate = match spare.exit_status() {
         Some(status) if died => format!(
             "the process DIED ({}) within {} of its answer; its log: {:?}",
@@ -523,8 +557,12 @@ fn huge_request_direct(env: &WxloginEnv, probe: &Agent) -> Result<Check, String>
         ),
         _ => format!(
             "the process survived (its /healthz {}); it {}",
-            load::status(probe, &format!("http://127.0.0.1:{port}/healthz"))
-                .map_or("no answer".into(), |s| s.to_string()),
+            get_status(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                "/healthz",
+                Duration::from_secs(3)
+            )
+            .map_or("no answer".into(), |s| s.to_string()),
             closed_by_server.map_or_else(
                 || format!(
                     "kept the connection open for {} (a worker waiting for the body) until we \

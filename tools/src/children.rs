@@ -1,9 +1,8 @@
-//! The drill's child processes (mock-wechat, wxlogin, nginx) and the short commands it runs
-//! (openssl, start-stop-daemon, apt-get): each with its output in a log file, each bounded in
-//! time, and every long-lived child stopped when its handle is dropped, also on panic.
+//! Child processes (mock-wechat, wxlogin, nginx) and the short commands the tools run (openssl,
+//! start-stop-daemon, apt-get): each with its output in a log file, each bounded in time, and
+//! every long-lived child stopped when its handle is dropped, also on panic.
 
 use std::fs::{File, OpenOptions};
-use std::net::TcpListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,28 +10,20 @@ use std::time::{Duration, Instant};
 
 use crate::bounded;
 
-/// Environment variables a child must not inherit from the caller's shell: the drill sets the
-/// ones it means, and a stray `DATABASE_URL` or `MOCK_WECHAT_LATENCY_MS` would change the run.
-const CLEARED_PREFIXES: [&str; 5] = [
+/// Environment variables a child must not inherit from the caller's shell: the tools set the
+/// ones they mean, and a stray `DATABASE_URL` or `MOCK_WECHAT_LATENCY_MS` would change the run.
+const CLEARED_PREFIXES: [&str; 6] = [
     "WXLOGIN_",
     "WECHAT_",
     "MOCK_WECHAT_",
     "JWT_",
     "DATABASE_URL",
+    "RUST_LOG",
 ];
 
 /// How long a stopped child may take to exit after SIGTERM (wxlogin drains for up to 10 s by
 /// default) before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(12);
-
-/// A free loopback port: bind port 0, read the port, release it. Another process could take it
-/// before the child binds it; the child then fails to start and its log says so.
-pub fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
-}
+pub const STOP_GRACE: Duration = Duration::from_secs(12);
 
 /// Opens `path` for appending, so that every start of a child keeps its earlier output.
 fn log_file(path: &Path) -> Result<(File, File), String> {
@@ -48,7 +39,7 @@ fn log_file(path: &Path) -> Result<(File, File), String> {
 }
 
 /// Sends output to `log`, clears the inherited variables the children read, and puts the
-/// child in its own process group, so that a Ctrl-C in the terminal reaches only the drill,
+/// child in its own process group, so that a Ctrl-C in the terminal reaches only the tool,
 /// which then stops everything in order.
 fn prepare(command: &mut Command, log: &Path) -> Result<(), String> {
     let (out, err) = log_file(log)?;
@@ -118,6 +109,35 @@ pub fn run(mut command: Command, limit: Duration, log: &Path) -> Result<(), Stri
     }
 }
 
+/// Where util-linux's `setpriv` is (Debian installs it with the essential util-linux).
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// `command` run through `setpriv --pdeathsig TERM`, which sets `PR_SET_PDEATHSIG` and then
+/// execs the program (same pid): the kernel sends the child SIGTERM when the thread that spawned
+/// it exits, so even a tool killed with SIGKILL leaves no server behind. The children are spawned
+/// from the main thread, whose exit is what the signal watches. Doing this ourselves would take
+/// an `unsafe` `pre_exec`; without `setpriv`, the command runs as it is.
+fn with_parent_death_signal(command: Command) -> Command {
+    if !Path::new(SETPRIV).exists() {
+        return command;
+    }
+    let mut wrapped = Command::new(SETPRIV);
+    wrapped
+        .args(["--pdeathsig", "TERM", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
 /// A long-lived child; stopped (SIGTERM, then SIGKILL after [`STOP_GRACE`]) when dropped.
 pub struct ChildProc {
     name: String,
@@ -127,17 +147,10 @@ pub struct ChildProc {
 
 impl ChildProc {
     /// Starts `command` named `name` with its output appended to `log`. The kernel sends it
-    /// SIGTERM if the drill dies without cleaning up (SIGKILL, abort).
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<ChildProc, String> {
+    /// SIGTERM if the tool dies without cleaning up (SIGKILL, abort).
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<ChildProc, String> {
+        let mut command = with_parent_death_signal(command);
         prepare(&mut command, log)?;
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The children
-        // are spawned from the main thread, whose exit is what PR_SET_PDEATHSIG watches.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -205,10 +218,11 @@ impl ChildProc {
         if self.exit_status().is_some() {
             return;
         }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) with the pid of our own child, which we have not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        // kill(1) with the pid of our own child, which we have not reaped yet.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if self.exit_status().is_some() {
@@ -216,10 +230,7 @@ impl ChildProc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!(
-            "drill: {} ignored SIGTERM for {STOP_GRACE:?}: killed",
-            self.name
-        );
+        eprintln!("{} ignored SIGTERM for {STOP_GRACE:?}: killed", self.name);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -9,19 +9,22 @@
 //! on Ctrl-C and on panic.
 
 mod attacks;
-mod bounded;
-mod children;
 mod drill;
 mod load;
 mod mariadb;
 mod nginx;
+mod open_port;
+mod phase;
 mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use wxlogin_tools::signals;
+
 use drill::Paths;
+use open_port::Attack;
 
 /// Exit statuses besides 0: a check failed; the drill could not run; it panicked.
 const CHECK_FAILED: u8 = 1;
@@ -38,6 +41,7 @@ fn locate() -> Result<Paths, String> {
     // The logs of the previous run go; this run's stay after it, for a post-mortem.
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    // This crate is `tools/` in the repository.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned);
@@ -49,14 +53,43 @@ fn locate() -> Result<Paths, String> {
     })
 }
 
-fn main() -> ExitCode {
-    if std::env::args().len() > 1 {
-        eprintln!(
-            "usage: wxlogin-drill (no arguments; see `make help` and the README's Operations)"
-        );
-        return ExitCode::from(COULD_NOT_RUN);
+const USAGE: &str = "\
+usage: wxlogin-drill [--only LIST]     (normally run by `make drill`)
+
+  without options   the whole drill (MariaDB stopped and restarted, nginx, the open port)
+  --only LIST       only these open-port phases, e.g. `open-port` (all three) or
+                    `reset-storm,slow-body,header-flood`: no MariaDB, no nginx
+";
+
+/// The open-port phases `--only` names; `None`: the whole drill.
+fn parse(args: &[String]) -> Result<Option<Vec<Attack>>, String> {
+    match args {
+        [] => Ok(None),
+        [flag, list] if flag == "--only" => {
+            let mut attacks = Vec::new();
+            for name in list.split(',').map(str::trim) {
+                match Attack::ALL.iter().find(|a| a.name() == name) {
+                    Some(attack) => attacks.push(*attack),
+                    None if name == "open-port" => attacks.extend(Attack::ALL),
+                    None => return Err(format!("--only: unknown phase {name:?}")),
+                }
+            }
+            Ok(Some(attacks))
+        }
+        _ => Err(String::new()),
     }
-    let paths = match bounded::install_signal_flag().and_then(|()| locate()) {
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match parse(&args) {
+        Ok(only) => only,
+        Err(why) => {
+            eprint!("{why}{}{USAGE}", if why.is_empty() { "" } else { "\n\n" });
+            return ExitCode::from(COULD_NOT_RUN);
+        }
+    };
+    let paths = match signals::install().and_then(|()| locate()) {
         Ok(paths) => paths,
         Err(e) => {
             eprintln!("drill: {e}");
@@ -64,10 +97,15 @@ fn main() -> ExitCode {
         }
     };
     // The guards inside clean up while unwinding; this only stops the panic here.
-    let outcome = std::panic::catch_unwind(|| drill::run(&paths));
+    let outcome = std::panic::catch_unwind(|| match &only {
+        Some(attacks) => drill::run_open_port(&paths, attacks),
+        None => drill::run(&paths),
+    });
     // Whatever happened, MariaDB is left running: other work on this machine depends on it.
-    if let Err(e) = mariadb::ensure_running(&paths.logs.join("commands.log")) {
-        eprintln!("drill: MARIADB IS NOT RUNNING: {e}");
+    if only.is_none() {
+        if let Err(e) = mariadb::ensure_running(&paths.logs.join("commands.log")) {
+            eprintln!("drill: MARIADB IS NOT RUNNING: {e}");
+        }
     }
     match outcome {
         Ok(Ok(report)) => {
@@ -94,5 +132,29 @@ fn main() -> ExitCode {
             eprintln!("drill: panicked (message above); cleaned up");
             ExitCode::from(PANICKED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Option<Vec<Attack>>, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_names_open_port_phases() {
+        assert_eq!(parse_args(&[]), Ok(None));
+        assert_eq!(
+            parse_args(&["--only", "open-port"]),
+            Ok(Some(Attack::ALL.to_vec()))
+        );
+        assert_eq!(
+            parse_args(&["--only", "slow-body"]),
+            Ok(Some(vec![Attack::SlowBody]))
+        );
+        assert!(parse_args(&["--only", "db-down"]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
     }
 }
