@@ -41,8 +41,9 @@ const HOLD: Duration = Duration::from_secs(10);
 /// The longest an honest request may take during an attack, and the client's own bound on it.
 const HONEST_LIMIT: Duration = Duration::from_secs(1);
 const HONEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the counts may take to come back down after an attack.
-const SETTLE: Duration = Duration::from_secs(3);
+/// How long the counts may take to come back down after an attack: tiny_http keeps an idle
+/// connection thread for 5 s for the next connection before it exits.
+const SETTLE: Duration = Duration::from_secs(8);
 /// How often the threads and descriptors are sampled during an attack.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
