@@ -5,6 +5,7 @@
 //! is how secrets, SQL and upstream internals stay out of responses. The mapping is an exhaustive
 //! `match`, so a new variant cannot ship without a status.
 
+use crate::fields::FieldError;
 use crate::store::StoreError;
 use crate::wechat::WechatError;
 use serde_json::{json, Value};
@@ -169,6 +170,12 @@ impl std::error::Error for Error {}
 impl From<WechatError> for Error {
     fn from(e: WechatError) -> Self {
         Error::Wechat(e)
+    }
+}
+
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Self {
+        Error::BadRequest(e.0)
     }
 }
 

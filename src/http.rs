@@ -10,14 +10,15 @@ use crate::access_token::AccessTokens;
 use crate::avatar;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fields::BodyFields;
 use crate::login::ProfileStatus;
-use crate::login::{BodyFields, LoginRequest, LoginService};
+use crate::login::{LoginRequest, LoginService};
 use crate::metrics::Metrics;
 use crate::phone::PhoneService;
 use crate::profile::{self, ProfileService};
-use crate::store::User;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
+use crate::user::User;
 use crate::wechat::WechatClient;
 use serde_json::{json, Value};
 use std::fmt;
@@ -465,7 +466,7 @@ fn read_fields(app: &App, request: &mut Request) -> Result<BodyFields, Error> {
     let kind = body_kind(request)?;
     let body = read_body(request, app.max_body_bytes)?;
     match kind {
-        BodyKind::Json => BodyFields::from_json(&body),
+        BodyKind::Json => Ok(BodyFields::from_json(&body)?),
         BodyKind::Form => Ok(BodyFields::from_form(&body)),
         BodyKind::Unlabelled if body.is_empty() => Ok(BodyFields::default()),
         BodyKind::Unlabelled => Err(Error::UnsupportedMediaType),
@@ -641,7 +642,7 @@ struct RequestIds {
 impl RequestIds {
     fn new() -> RequestIds {
         RequestIds {
-            prefix: crate::config::random_hex(4),
+            prefix: crate::secret::random_hex(4),
             counter: AtomicU64::new(0),
         }
     }

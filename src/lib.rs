@@ -9,23 +9,22 @@ pub mod access_token;
 pub mod avatar;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod http;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod net;
 pub mod opendata;
 pub mod phone;
 pub mod profile;
+pub mod secret;
 pub mod singleflight;
 pub mod store;
 pub mod token;
+pub mod user;
 pub mod wechat;
 
 pub use config::Config;
 pub use error::Error;
 pub use http::{Server, StartError};
-
-/// Lowercase hex of `bytes` (digests, content addresses, random keys).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

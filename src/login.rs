@@ -4,92 +4,22 @@
 //! `userInfo` rawData format, limits) is part of the use case, not of HTTP.
 
 use crate::error::Error;
+use crate::fields::BodyFields;
 use crate::opendata::{self, OpenDataError};
 use crate::profile;
 use crate::singleflight::CodeFlights;
-use crate::store::{LoginRecord, Profile, UserStore};
+use crate::store::{LoginRecord, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
+use crate::user::Profile;
 use crate::wechat::{Session, WechatClient};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// WeChat's codes are 32 characters; anything much longer is not a code.
-const MAX_CODE_LEN: usize = 128;
 /// Nicknames are at most a few dozen characters on WeChat; the column holds 255.
 const MAX_NICKNAME_CHARS: usize = 255;
 /// Avatar URLs are ~130 bytes on WeChat; the column holds 1024.
 const MAX_AVATAR_URL_LEN: usize = 1024;
-
-/// The fields of a form or JSON body. JSON values must be strings, except `userInfo`, which a
-/// JSON client may also send as an object.
-#[derive(Debug, Default)]
-pub struct BodyFields {
-    strings: HashMap<String, String>,
-    /// JSON fields that held something other than a string or null.
-    not_strings: Vec<String>,
-    user_info_object: Option<Value>,
-}
-
-impl BodyFields {
-    /// Reads an `application/x-www-form-urlencoded` body (the first of repeated fields wins).
-    pub fn from_form(body: &[u8]) -> BodyFields {
-        let mut fields = BodyFields::default();
-        for (key, value) in form_urlencoded::parse(body) {
-            fields
-                .strings
-                .entry(key.into_owned())
-                .or_insert_with(|| value.into_owned());
-        }
-        fields
-    }
-
-    /// Reads an `application/json` body, which must be an object.
-    pub fn from_json(body: &[u8]) -> Result<BodyFields, Error> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| Error::BadRequest("the body is not valid JSON".into()))?;
-        let Value::Object(map) = value else {
-            return Err(Error::BadRequest("the body must be a JSON object".into()));
-        };
-        let mut fields = BodyFields::default();
-        for (key, value) in map {
-            match value {
-                Value::Null => {}
-                Value::String(s) => {
-                    fields.strings.insert(key, s);
-                }
-                other if key == "userInfo" => fields.user_info_object = Some(other),
-                _ => fields.not_strings.push(key),
-            }
-        }
-        Ok(fields)
-    }
-
-    /// A string field; empty counts as absent.
-    pub fn take(&mut self, name: &str) -> Result<Option<String>, Error> {
-        if self.not_strings.iter().any(|n| n == name) {
-            return Err(Error::BadRequest(format!("{name} must be a string")));
-        }
-        Ok(self.strings.remove(name).filter(|v| !v.trim().is_empty()))
-    }
-
-    /// The required `code` field, validated; `what` says where the code comes from.
-    pub fn code(&mut self, what: &str) -> Result<String, Error> {
-        let code = self
-            .take("code")?
-            .map(|c| c.trim().to_string())
-            .ok_or_else(|| {
-                Error::BadRequest(format!("code is missing: send the code from {what}"))
-            })?;
-        if code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::BadRequest(format!(
-                "code is malformed: send the code from {what} unchanged"
-            )));
-        }
-        Ok(code)
-    }
-}
 
 /// A parsed, validated login request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +49,7 @@ impl LoginRequest {
     pub fn from_fields(mut fields: BodyFields) -> Result<LoginRequest, Error> {
         let code = fields.code("wx.login()")?;
         let raw_data = fields.take("userInfo")?;
-        let profile = match (&raw_data, &fields.user_info_object) {
+        let profile = match (&raw_data, fields.user_info_object()) {
             (Some(text), _) => Some(parse_user_info_text(text)?),
             (None, Some(object)) => Some(profile_from_json(object)?),
             (None, None) => None,
@@ -429,7 +359,7 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_a_reason() {
-        let long = format!("code={}", "a".repeat(MAX_CODE_LEN + 1));
+        let long = format!("code={}", "a".repeat(crate::fields::MAX_CODE_LEN + 1));
         let cases: &[(&[u8], &str)] = &[
             (b"", "code is missing"),
             (b"code=", "code is missing"),

@@ -72,7 +72,7 @@ pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> 
     hasher.update(raw_data.as_bytes());
     hasher.update(session_key.as_bytes());
     let digest = hasher.finalize();
-    let expected = crate::hex(&digest);
+    let expected = crate::secret::hex(&digest);
     // Not secret-dependent timing worth guarding: the signature is public once sent.
     expected.eq_ignore_ascii_case(signature.trim())
 }

@@ -4,7 +4,8 @@
 
 use crate::avatar::Avatar;
 use crate::error::Error;
-use crate::store::{Profile, User, UserStore};
+use crate::store::UserStore;
+use crate::user::{Profile, User};
 use serde_json::{json, Value};
 use std::sync::Arc;
 

@@ -19,8 +19,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use wxlogin::config::DatabaseUrl;
-use wxlogin::store::StoreOptions;
+use wxlogin::store::{DatabaseUrl, StoreOptions};
 
 use crate::load::Limits;
 use crate::procstat::{Probe, Watched};

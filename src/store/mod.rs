@@ -7,22 +7,16 @@
 mod migrate;
 mod mysql;
 mod sqlite;
+mod url;
 
-use crate::config::{DatabaseUrl, Secret};
-use crate::wechat::PhoneNumber;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use std::fmt;
 use std::time::Duration;
 
 pub use self::mysql::MysqlStore;
 pub use self::sqlite::SqliteStore;
-
-/// The profile a client may send with a login. `None` fields keep what is stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profile {
-    pub nick_name: Option<String>,
-    pub avatar_url: Option<String>,
-    pub gender: Option<i64>,
-}
+pub use self::url::DatabaseUrl;
 
 /// What a successful login writes.
 #[derive(Debug, Clone)]
@@ -33,15 +27,6 @@ pub struct LoginRecord<'a> {
     pub profile: Option<&'a Profile>,
     /// The session_key of this login, kept so later calls can verify and decrypt the user's data.
     pub session_key: &'a Secret,
-}
-
-/// A stored user, with WeChat's field names where it has them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub openid: String,
-    pub unionid: Option<String>,
-    pub profile: Profile,
-    pub phone: Option<PhoneNumber>,
 }
 
 /// Why the store failed.

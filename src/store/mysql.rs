@@ -6,10 +6,10 @@
 //! (every wait, connect, checkout, read and write, has a bound) and ends without a restart.
 
 use super::migrate::{self, Applied, Migration, Session};
-use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
-use crate::config::is_loopback_host;
-use crate::config::Secret;
-use crate::wechat::PhoneNumber;
+use super::{is_duplicate_column, LoginRecord, StoreError, StoreOptions, UserStore};
+use crate::net::is_loopback_host;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts};

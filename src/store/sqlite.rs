@@ -8,11 +8,10 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, LoginRecord, Profile, StoreError, StoreOptions, User,
-    UserStore,
+    is_duplicate_column, phone_from_columns, LoginRecord, StoreError, StoreOptions, UserStore,
 };
-use crate::config::Secret;
-use crate::wechat::PhoneNumber;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use wxlogin::config::{random_hex, DatabaseUrl};
-use wxlogin::store::{self, StoreOptions, UserStore};
+use wxlogin::secret::random_hex;
+use wxlogin::store::{self, DatabaseUrl, StoreOptions, UserStore};
 use wxlogin::{Config, Server};
 
 // ---------------------------------------------------------------------------------------------

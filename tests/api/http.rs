@@ -5,9 +5,9 @@ use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, T
 use serde_json::json;
 use std::sync::Arc;
 use wiremock::ResponseTemplate;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn wechat_for(openid: &str) -> FakeWechat {
     let wechat = FakeWechat::start();
@@ -244,7 +244,7 @@ fn metrics_count_requests_upstream_calls_and_show_the_build() {
 fn every_request_leaves_one_access_log_line_with_its_request_id() {
     let db = TestDb::sqlite();
     let app = spawn_app("http://127.0.0.1:9", &db);
-    let id = format!("test-{}", wxlogin::config::random_hex(6));
+    let id = format!("test-{}", wxlogin::secret::random_hex(6));
 
     let answer = app.send(
         "GET",

@@ -5,9 +5,9 @@ use crate::helpers::{race, TestDb};
 use crate::on_both_backends;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use wxlogin::config::{DatabaseUrl, Secret};
-use wxlogin::store::{self, LoginRecord, Profile, StoreOptions};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::{self, DatabaseUrl, LoginRecord, StoreOptions};
+use wxlogin::user::{PhoneNumber, Profile};
 
 /// Rows of a query, every value as text (`NULL` for null), straight from the database.
 fn query(db: &TestDb, sql: &str) -> Vec<Vec<String>> {

@@ -2,9 +2,9 @@
 
 use crate::helpers::{race, TestDb};
 use crate::on_both_backends;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::LoginRecord;
+use wxlogin::user::{PhoneNumber, Profile};
 
 fn key() -> Secret {
     Secret::new("c2Vzc2lvbi1rZXktMTIzNA==")
