@@ -116,6 +116,34 @@ impl Error {
         }
     }
 
+    /// Headers the answer needs beyond the ones every answer gets: the methods a route takes
+    /// (RFC 9110 requires `Allow` on a 405), and `Connection: close` after an oversized body,
+    /// whose unread rest is not worth reading on this connection.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
+            Error::PayloadTooLarge { .. } => vec![("Connection", "close".into())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// How loudly to log the failure, by whose fault it is: ours (error), the upstream's (warn),
+    /// or the client's (info: a refusal, not a problem of the service).
+    pub fn log_level(&self) -> log::Level {
+        match self {
+            Error::Internal(_) | Error::Store(_) => log::Level::Error,
+            Error::Wechat(_) | Error::Phone(_) => log::Level::Warn,
+            Error::BadRequest(_)
+            | Error::UnsupportedMediaType
+            | Error::UnsupportedImage
+            | Error::RequestTimeout
+            | Error::PayloadTooLarge { .. }
+            | Error::NotFound
+            | Error::MethodNotAllowed { .. }
+            | Error::Unauthorized(_) => log::Level::Info,
+        }
+    }
+
     /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
     pub fn body(&self) -> Value {
         let mut body = json!({ "status": self.status(), "message": self.client_message() });

@@ -11,7 +11,6 @@ use crate::avatar;
 use crate::config::Config;
 use crate::error::Error;
 use crate::fields::BodyFields;
-use crate::login::ProfileStatus;
 use crate::login::{LoginRequest, LoginService};
 use crate::metrics::Metrics;
 use crate::phone::PhoneService;
@@ -175,11 +174,6 @@ impl Server {
         })
     }
 
-    /// The address actually bound (useful with port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `http://ADDR`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -306,13 +300,7 @@ impl Reply {
 
     fn error(error: &Error) -> Reply {
         let mut reply = Reply::json(error.status(), &error.body());
-        if let Error::MethodNotAllowed { allow } = error {
-            reply.headers.push(("Allow", (*allow).into()));
-        }
-        if let Error::PayloadTooLarge { .. } = error {
-            // The rest of an oversized body is not worth reading on this connection.
-            reply.headers.push(("Connection", "close".into()));
-        }
+        reply.headers.extend(error.headers());
         reply
     }
 }
@@ -334,10 +322,7 @@ fn serve(app: &App, mut request: Request) {
         Ok(Err(error)) => {
             log_failure(&id, route, &error);
             if let Error::Store(e) = &error {
-                app.metrics.count_db_error(match e {
-                    StoreError::Unavailable(_) => "unavailable",
-                    StoreError::Query(_) => "query",
-                });
+                app.metrics.count_db_error(e.kind());
             }
             Reply::error(&error)
         }
@@ -442,14 +427,17 @@ fn route_request(app: &App, request: &mut Request, path: &str, id: &str) -> Resu
 fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
     let login = LoginRequest::from_fields(read_fields(app, request)?)?;
     let outcome = app.login.login(&login)?;
-    if let ProfileStatus::Rejected(why) = outcome.profile {
+    if let Some(why) = outcome.profile.rejection() {
         log::info!("{id} /api/wxuser profile rejected, stored profile kept: {why}");
     }
     Ok(Reply::ok(json!({
         "status": 200,
         "token": format!("Bearer {}", outcome.token),
         "messages": "login succeeded",
-        "profile": outcome.profile.to_json(),
+        "profile": match outcome.profile.rejection() {
+            Some(reason) => json!({"status": outcome.profile.label(), "reason": reason}),
+            None => json!({"status": outcome.profile.label()}),
+        },
     })))
 }
 
@@ -625,11 +613,13 @@ fn header(name: &str, value: &str) -> Header {
 
 /// Logs why a request failed, at a level that matches whose fault it was.
 fn log_failure(id: &str, route: &str, error: &Error) {
-    match error {
-        Error::Internal(_) | Error::Store(_) => log::error!("{id} {route} failed: {error}"),
-        Error::Wechat(_) | Error::Phone(_) => log::warn!("{id} {route} failed: {error}"),
-        _ => log::info!("{id} {route} refused: {error}"),
-    }
+    let level = error.log_level();
+    let outcome = if level <= log::Level::Warn {
+        "failed"
+    } else {
+        "refused"
+    };
+    log::log!(level, "{id} {route} {outcome}: {error}");
 }
 
 /// Request ids: the proxy's `X-Request-Id` when it sent a sane one, else our own, unique per

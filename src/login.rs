@@ -11,8 +11,8 @@ use crate::singleflight::CodeFlights;
 use crate::store::{LoginRecord, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
 use crate::user::Profile;
-use crate::wechat::{Session, WechatClient};
-use serde_json::{json, Value};
+use crate::wechat::{Session, WechatClient, WechatError};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,18 +117,60 @@ pub enum ProfileStatus {
     Unverified,
     /// Material was sent but did not verify; the stored profile was kept.
     Rejected(OpenDataError),
+    /// The profile is WeChat's anonymous placeholder; the stored profile was kept.
+    Anonymous,
+    /// A field breaks the rules `PUT /api/me` enforces (the text says which); the stored profile
+    /// was kept.
+    Unsafe(&'static str),
     /// No profile was sent; the stored profile was kept.
     Absent,
 }
 
+/// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
+const ANONYMOUS_NICKNAME: &str = "微信用户";
+
 impl ProfileStatus {
-    /// `{"status":"verified"|…,"reason":…}` for the login answer.
-    pub fn to_json(self) -> Value {
+    /// The word the login answer reports: the client only needs to know whether its profile was
+    /// applied, so every reason for keeping the stored one is "rejected".
+    pub fn label(self) -> &'static str {
         match self {
-            ProfileStatus::Verified => json!({"status": "verified"}),
-            ProfileStatus::Unverified => json!({"status": "unverified"}),
-            ProfileStatus::Absent => json!({"status": "absent"}),
-            ProfileStatus::Rejected(why) => json!({"status": "rejected", "reason": why.reason()}),
+            ProfileStatus::Verified => "verified",
+            ProfileStatus::Unverified => "unverified",
+            ProfileStatus::Absent => "absent",
+            ProfileStatus::Rejected(_) | ProfileStatus::Anonymous | ProfileStatus::Unsafe(_) => {
+                "rejected"
+            }
+        }
+    }
+
+    /// Why a sent profile was not applied, in client-safe words; `None` when it was (or none
+    /// was sent).
+    pub fn rejection(self) -> Option<&'static str> {
+        match self {
+            ProfileStatus::Rejected(why) => Some(why.reason()),
+            ProfileStatus::Anonymous => Some(
+                "anonymous placeholder profile (微信用户) not stored: let the user choose a nickname and avatar (PUT /api/me, POST /api/me/avatar)",
+            ),
+            ProfileStatus::Unsafe(why) => Some(why),
+            ProfileStatus::Verified | ProfileStatus::Unverified | ProfileStatus::Absent => None,
+        }
+    }
+
+    /// Holds a profile that passed verification (or needed none) to the rules for storing one;
+    /// the status to report and the profile to store (`None` keeps the stored one). WeChat's
+    /// anonymous placeholder would overwrite the nickname and avatar the user chose through
+    /// `PUT /api/me` and `POST /api/me/avatar`, so it is never stored; a profile that breaks the
+    /// rules of `PUT /api/me` is reported and not stored. The login itself succeeds either way.
+    fn screen(self, profile: Option<Profile>) -> (ProfileStatus, Option<Profile>) {
+        let Some(profile) = profile else {
+            return (self, None);
+        };
+        if profile.nick_name.as_deref() == Some(ANONYMOUS_NICKNAME) {
+            return (ProfileStatus::Anonymous, None);
+        }
+        match safe_profile(&profile) {
+            Ok(safe) => (self, Some(safe)),
+            Err(why) => (ProfileStatus::Unsafe(why), None),
         }
     }
 }
@@ -195,9 +237,6 @@ fn safe_profile(profile: &Profile) -> Result<Profile, &'static str> {
     })
 }
 
-/// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
-const ANONYMOUS_NICKNAME: &str = "微信用户";
-
 /// A judged profile: what to report, what to store (`None` keeps the stored profile), and the
 /// unionid the encrypted data carried, if any.
 type Judged = (ProfileStatus, Option<Profile>, Option<String>);
@@ -205,7 +244,6 @@ type Judged = (ProfileStatus, Option<Profile>, Option<String>);
 /// What a successful login produced.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
-    pub openid: String,
     /// The signed JWT, without the `Bearer ` prefix.
     pub token: String,
     pub profile: ProfileStatus,
@@ -218,7 +256,7 @@ pub struct LoginService {
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
     /// jscode2session outcomes, shared by the requests that carry the same code.
-    flights: CodeFlights<Session>,
+    flights: CodeFlights<Session, Error>,
 }
 
 impl LoginService {
@@ -237,7 +275,13 @@ impl LoginService {
             appid,
             tokens,
             store,
-            flights: CodeFlights::new(replay_window, wait_limit),
+            flights: CodeFlights::new(
+                replay_window,
+                wait_limit,
+                // A duplicate that waited as long as the upstream call may take saw it time out.
+                Error::Wechat(WechatError::Timeout),
+                Error::Internal("the login sharing this code failed unexpectedly".into()),
+            ),
         }
     }
 
@@ -262,7 +306,6 @@ impl LoginService {
             unionid,
         });
         Ok(LoginOutcome {
-            openid: session.openid,
             token,
             profile: status,
         })
@@ -273,26 +316,8 @@ impl LoginService {
     /// the profile; material that fails keeps the stored profile; bare rawData applies unverified.
     fn judge_profile(&self, request: &LoginRequest, session: &Session) -> Result<Judged, Error> {
         let (status, profile, unionid) = self.verify_profile(request, session)?;
-        // WeChat's anonymous placeholder would overwrite the nickname and avatar the user chose
-        // through `PUT /api/me` and `POST /api/me/avatar`: it is never stored.
-        if profile.as_ref().and_then(|p| p.nick_name.as_deref()) == Some(ANONYMOUS_NICKNAME) {
-            return Ok((
-                ProfileStatus::Rejected(OpenDataError::AnonymousProfile),
-                None,
-                unionid,
-            ));
-        }
-        // Held to the rules of `PUT /api/me`: a profile that breaks them is reported and not
-        // stored, and the login itself still succeeds.
-        match profile.as_ref().map(safe_profile) {
-            Some(Err(why)) => Ok((
-                ProfileStatus::Rejected(OpenDataError::UnsafeProfile(why)),
-                None,
-                unionid,
-            )),
-            Some(Ok(safe)) => Ok((status, Some(safe), unionid)),
-            None => Ok((status, None, unionid)),
-        }
+        let (status, profile) = status.screen(profile);
+        Ok((status, profile, unionid))
     }
 
     /// The verification half of `judge_profile`.

@@ -39,6 +39,16 @@ pub enum StoreError {
     Query(String),
 }
 
+impl StoreError {
+    /// A fixed label for the metric of database failures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Query(_) => "query",
+        }
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -80,9 +90,6 @@ pub trait UserStore: Send + Sync {
             .find_avatar(hash)?
             .map(|(content_type, _)| content_type))
     }
-
-    /// The number of stored users (for tests and operators).
-    fn count_users(&self) -> Result<u64, StoreError>;
 
     /// Connections lent out now, and the most the pool will hold (for metrics).
     fn pool_usage(&self) -> (usize, usize);

@@ -245,11 +245,6 @@ impl UserStore for MysqlStore {
         self.run(|conn| conn.exec_first(FIND_AVATAR_TYPE, (hash,)))
     }
 
-    fn count_users(&self) -> Result<u64, StoreError> {
-        let n: Option<u64> = self.run(|conn| conn.query_first("SELECT COUNT(*) FROM wxuser"))?;
-        Ok(n.unwrap_or(0))
-    }
-
     fn pool_usage(&self) -> (usize, usize) {
         (self.in_use.load(Ordering::Relaxed), self.max)
     }

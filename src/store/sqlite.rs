@@ -247,15 +247,6 @@ impl UserStore for SqliteStore {
             .map_err(classify)
     }
 
-    fn count_users(&self) -> Result<u64, StoreError> {
-        self.conn()?
-            .query_row("SELECT COUNT(*) FROM wxuser", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|n| n.max(0) as u64)
-            .map_err(classify)
-    }
-
     fn pool_usage(&self) -> (usize, usize) {
         let pool = self.lock_pool();
         (

@@ -165,9 +165,6 @@ impl UserStore for CountingStore {
     fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.inner.find_avatar_type(hash)
     }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        self.inner.count_users()
-    }
     fn pool_usage(&self) -> (usize, usize) {
         self.inner.pool_usage()
     }

@@ -110,6 +110,25 @@ impl TestDb {
         }
     }
 
+    /// The number of user rows, counted around the store: the service never needs it, so the
+    /// store has no method for it.
+    pub fn count_users(&self) -> u64 {
+        let sql = "SELECT COUNT(*) FROM wxuser";
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.query_row(sql, [], |row| row.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .expect("count SQLite users"),
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
+                    .expect("connect to count users");
+                mysql::prelude::Queryable::query_first::<u64, _>(&mut conn, sql)
+                    .expect("count MySQL users")
+                    .unwrap_or(0)
+            }
+        }
+    }
+
     /// The `DATABASE_URL` text for this database.
     pub fn url_text(&self) -> String {
         match &self.url {

@@ -183,9 +183,6 @@ impl UserStore for DownStore {
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
-    }
     fn pool_usage(&self) -> (usize, usize) {
         (0, 1)
     }

@@ -41,9 +41,6 @@ impl UserStore for PanickingStore {
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Ok(None)
     }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        Ok(0)
-    }
     fn pool_usage(&self) -> (usize, usize) {
         (0, 1)
     }
