@@ -8,7 +8,7 @@
 use crate::fields::FieldError;
 use crate::store::StoreError;
 use crate::wechat::WechatError;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::fmt;
 
 /// Why a request failed. `Clone` so that requests sharing one login code share its outcome.
@@ -145,15 +145,28 @@ impl Error {
     }
 
     /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
-    pub fn body(&self) -> Value {
-        let mut body = json!({ "status": self.status(), "message": self.client_message() });
-        if let Error::Wechat(WechatError::Rejected { errcode, .. })
-        | Error::Phone(WechatError::Rejected { errcode, .. }) = self
-        {
-            body["errcode"] = json!(errcode);
+    pub fn body(&self) -> ErrorBody {
+        let errcode = match self {
+            Error::Wechat(WechatError::Rejected { errcode, .. })
+            | Error::Phone(WechatError::Rejected { errcode, .. }) => Some(*errcode),
+            _ => None,
+        };
+        ErrorBody {
+            status: self.status(),
+            message: self.client_message(),
+            errcode,
         }
-        body
     }
+}
+
+/// The JSON body of every failed request.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub status: u16,
+    pub message: String,
+    /// WeChat's errcode, so a client can tell its refusals apart; absent when it gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i64>,
 }
 
 /// Status and message for a WeChat failure other than an errcode, the same for every WeChat
@@ -234,8 +247,8 @@ mod tests {
                 errmsg: "x".into(),
             });
             assert_eq!(e.status(), status, "errcode {errcode}");
-            assert_eq!(e.body()["errcode"], errcode, "errcode {errcode} echoed");
-            assert_eq!(e.body()["status"], status, "status {status} in body");
+            assert_eq!(e.body().errcode, Some(errcode), "errcode {errcode} echoed");
+            assert_eq!(e.body().status, status, "status {status} in body");
         }
     }
 
@@ -243,7 +256,7 @@ mod tests {
     fn internal_causes_stay_out_of_the_body() {
         let e = Error::Store(StoreError::Query("Table 'wx.wxuser' doesn't exist".into()));
         assert_eq!(e.status(), 500);
-        assert_eq!(e.body()["message"], "internal error");
+        assert_eq!(e.body().message, "internal error");
         assert!(e.to_string().contains("doesn't exist"));
     }
 }
