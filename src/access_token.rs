@@ -7,7 +7,7 @@
 //! 40001 (invalid) or 42001 (expired) drops the token and the call is retried once.
 //! jscode2session needs no access_token and never goes through here.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::wechat::{AccessToken, WechatClient, WechatError};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

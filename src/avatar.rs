@@ -115,7 +115,7 @@ pub fn validate(bytes: Vec<u8>) -> Result<Avatar, Error> {
         return Err(Error::BadRequest("the file part is empty".into()));
     }
     let image_type = ImageType::sniff(&bytes).ok_or(Error::UnsupportedImage)?;
-    let hash = crate::hex(&Sha256::digest(&bytes));
+    let hash = crate::secret::hex(&Sha256::digest(&bytes));
     Ok(Avatar {
         hash,
         image_type,

@@ -4,9 +4,10 @@
 //! `.env` files), so a bad value stops start-up with a message that names the variable and says how
 //! to fix it, instead of surfacing later as a confusing runtime failure.
 
-use std::fmt;
+use crate::net::is_loopback_url;
+use crate::secret::{random_hex, Secret};
+use crate::store::DatabaseUrl;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the service listens when `WXLOGIN_BIND` is not set.
@@ -27,128 +28,6 @@ pub const MAX_JWT_TTL: Duration = Duration::from_secs(3650 * 86_400);
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The real value, for the one place that needs it (a signature, an upstream query).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// The store to open, chosen by the scheme of `DATABASE_URL`.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `mysql://user:pass@host:port/db?…`, kept whole (the mysql crate parses it) but secret.
-    Mysql(Secret),
-    /// `sqlite://PATH`; the path may be relative (`sqlite://wxlogin.db`) or absolute
-    /// (`sqlite:///var/lib/wxlogin/wxlogin.db`).
-    Sqlite(PathBuf),
-}
-
-impl DatabaseUrl {
-    /// Parses a URL and rejects schemes we have no backend for, so that a typo such as
-    /// `postgres://` fails at start-up rather than on the first login.
-    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("DATABASE_URL: sqlite:// needs a file path, e.g. sqlite://wxlogin.db or sqlite:///var/lib/wxlogin/wxlogin.db".into());
-            }
-            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
-        } else if url.starts_with("mysql://") {
-            if url.len() == "mysql://".len() {
-                return Err("DATABASE_URL: mysql:// needs a host, e.g. mysql://user:pass@127.0.0.1:3306/wxlogin".into());
-            }
-            Ok(DatabaseUrl::Mysql(Secret::new(url)))
-        } else {
-            let scheme = url.split("://").next().unwrap_or(url);
-            let shown = if url.contains("://") {
-                format!("{scheme}://")
-            } else {
-                "(no scheme)".to_string()
-            };
-            Err(format!(
-                "DATABASE_URL: unsupported scheme {shown}; use mysql://user:pass@host:port/db (MySQL, MariaDB, TiDB) or sqlite://PATH"
-            ))
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    /// Shows the backend and location but masks the password of a MySQL URL.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            DatabaseUrl::Mysql(url) => f.write_str(&mask_url_password(url.expose())),
-        }
-    }
-}
-
-/// `mysql://user:secret@host/db?password=secret` → `mysql://user:***@host/db?password=***`.
-/// The credentials run from `://` to the last `@` before any `?`, so a password holding `/`, `:`
-/// or `#` is still hidden; anything that does not parse is shown as `mysql://***`. The mysql
-/// crate also takes the password as a query parameter, so those values are hidden too.
-fn mask_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".into();
-    };
-    let before_query = rest.split('?').next().unwrap_or(rest);
-    let (userinfo, after) = match before_query.rfind('@') {
-        Some(at) => {
-            let (userinfo, after) = rest.split_at(at);
-            match userinfo.split_once(':') {
-                Some((user, _password)) => (format!("{user}:***"), after),
-                None => (userinfo.to_string(), after),
-            }
-        }
-        None if rest.contains('@') => return format!("{scheme}://***"),
-        None => (String::new(), rest),
-    };
-    match after.split_once('?') {
-        Some((location, query)) => {
-            format!("{scheme}://{userinfo}{location}?{}", mask_query(query))
-        }
-        None => format!("{scheme}://{userinfo}{after}"),
-    }
-}
-
-/// Hides the value of every query parameter whose (percent-decoded) name mentions a password:
-/// `password` for the account, `pkcs12_pass` for a client certificate.
-fn mask_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| {
-            let name = form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .map(|(name, _)| name.to_ascii_lowercase())
-                .unwrap_or_default();
-            match pair.split_once('=') {
-                Some((raw_name, _value)) if name.contains("pass") => format!("{raw_name}=***"),
-                _ => pair.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// Everything the service needs to know about WeChat.
 #[derive(Clone, Debug)]
 pub struct WechatConfig {
@@ -158,13 +37,6 @@ pub struct WechatConfig {
     pub api_base: String,
     /// Bound on one whole upstream call (connect, send, receive).
     pub timeout: Duration,
-}
-
-impl WechatConfig {
-    /// True when the upstream is on this machine, i.e. `mock-wechat` rather than WeChat.
-    pub fn is_local(&self) -> bool {
-        is_loopback_url(&self.api_base)
-    }
 }
 
 /// How tokens are signed.
@@ -455,42 +327,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     n.checked_mul(secs_per_unit).map(Duration::from_secs)
 }
 
-/// True when the URL's host, as an HTTP client parses it, is `localhost` or a loopback address.
-/// The host is taken from the parsed authority, never from a prefix of the text: in
-/// `http://127.0.0.1:80@evil.example` the host is `evil.example`.
-pub fn is_loopback_url(url: &str) -> bool {
-    url.parse::<ureq::http::Uri>()
-        .ok()
-        .and_then(|uri| uri.host().map(is_loopback_host))
-        .unwrap_or(false)
-}
-
-/// `localhost`, `127.x.x.x` or `::1` (with or without the URL's brackets).
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The bytes of a key that are not whitespace: `"   "` or a padded short key is no stronger than
 /// what is left without the padding.
 fn key_bytes(key: &str) -> usize {
     key.bytes().filter(|b| !b.is_ascii_whitespace()).count()
 }
 
-/// `bytes` random bytes from the operating system, hex-encoded.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the operating system's random source failed");
-    crate::hex(&buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
         let map: HashMap<String, String> = vars
@@ -601,18 +448,6 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_paths_may_be_relative_or_absolute() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://data/wx.db").unwrap(),
-            DatabaseUrl::Sqlite(PathBuf::from("data/wx.db"))
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:///var/lib/wxlogin/wxlogin.db").unwrap(),
-            DatabaseUrl::Sqlite(PathBuf::from("/var/lib/wxlogin/wxlogin.db"))
-        );
-    }
-
-    #[test]
     fn debug_output_hides_every_secret() {
         let c = config(&with(&[(
             "DATABASE_URL",
@@ -631,32 +466,6 @@ mod tests {
             shown.contains("mysql://app:***@db.internal:3306/wx"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn loopback_detection_uses_the_parsed_host() {
-        for (url, local) in [
-            ("http://127.0.0.1:9999", true),
-            ("http://localhost:9999", true),
-            ("http://LOCALHOST", true),
-            ("http://[::1]:9999", true),
-            ("http://127.8.9.10", true),
-            ("https://api.weixin.qq.com", false),
-            ("http://10.0.0.1", false),
-            ("http://127.0.0.1:80@evil.example", false),
-            ("http://localhost@evil.example:9999", false),
-            ("http://127.0.0.1.evil.example", false),
-            ("http://localhost.evil.example", false),
-            ("http://[::2]:9999", false),
-            ("not a url", false),
-        ] {
-            assert_eq!(
-                is_loopback_url(url),
-                local,
-                "{url} should {}be loopback",
-                if local { "" } else { "not " }
-            );
-        }
     }
 
     #[test]
@@ -740,38 +549,6 @@ mod tests {
                 .iter()
                 .any(|w| w.starts_with("WXLOGIN_BIND") && w.contains("TLS proxy"));
             assert_eq!(found, warned, "bind {bind}: warnings {warnings:?}");
-        }
-    }
-
-    #[test]
-    fn database_passwords_in_the_query_are_masked() {
-        let cases = [
-            (
-                "mysql://app@db.internal:3306/wx?password=hunter2-db&pool_max=4",
-                "mysql://app@db.internal:3306/wx?password=***&pool_max=4",
-            ),
-            (
-                "mysql://app:hunter2-db@db.internal/wx?pool_max=4&password=hunter2-db",
-                "mysql://app:***@db.internal/wx?pool_max=4&password=***",
-            ),
-            (
-                "mysql://db.internal/wx?user=app&pass%77ord=hunter2-db",
-                "mysql://db.internal/wx?user=app&pass%77ord=***",
-            ),
-            (
-                "mysql://db.internal/wx?PASSWORD=hunter2-db",
-                "mysql://db.internal/wx?PASSWORD=***",
-            ),
-            ("mysql://app:pa?ss@hunter2-db@db/wx", "mysql://***"),
-        ];
-        for (url, shown) in cases {
-            let parsed = DatabaseUrl::parse(url).unwrap();
-            let debug = format!("{parsed:?}");
-            assert_eq!(debug, shown, "Debug of {url}");
-            assert!(
-                !debug.contains("hunter2"),
-                "password leaked from {url}: {debug}"
-            );
         }
     }
 }

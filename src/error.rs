@@ -5,9 +5,10 @@
 //! is how secrets, SQL and upstream internals stay out of responses. The mapping is an exhaustive
 //! `match`, so a new variant cannot ship without a status.
 
+use crate::fields::FieldError;
 use crate::store::StoreError;
 use crate::wechat::WechatError;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::fmt;
 
 /// Why a request failed. `Clone` so that requests sharing one login code share its outcome.
@@ -115,16 +116,57 @@ impl Error {
         }
     }
 
-    /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
-    pub fn body(&self) -> Value {
-        let mut body = json!({ "status": self.status(), "message": self.client_message() });
-        if let Error::Wechat(WechatError::Rejected { errcode, .. })
-        | Error::Phone(WechatError::Rejected { errcode, .. }) = self
-        {
-            body["errcode"] = json!(errcode);
+    /// Headers the answer needs beyond the ones every answer gets: the methods a route takes
+    /// (RFC 9110 requires `Allow` on a 405), and `Connection: close` after an oversized body,
+    /// whose unread rest is not worth reading on this connection.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
+            Error::PayloadTooLarge { .. } => vec![("Connection", "close".into())],
+            _ => Vec::new(),
         }
-        body
     }
+
+    /// How loudly to log the failure, by whose fault it is: ours (error), the upstream's (warn),
+    /// or the client's (info: a refusal, not a problem of the service).
+    pub fn log_level(&self) -> log::Level {
+        match self {
+            Error::Internal(_) | Error::Store(_) => log::Level::Error,
+            Error::Wechat(_) | Error::Phone(_) => log::Level::Warn,
+            Error::BadRequest(_)
+            | Error::UnsupportedMediaType
+            | Error::UnsupportedImage
+            | Error::RequestTimeout
+            | Error::PayloadTooLarge { .. }
+            | Error::NotFound
+            | Error::MethodNotAllowed { .. }
+            | Error::Unauthorized(_) => log::Level::Info,
+        }
+    }
+
+    /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
+    pub fn body(&self) -> ErrorBody {
+        let errcode = match self {
+            Error::Wechat(WechatError::Rejected { errcode, .. })
+            | Error::Phone(WechatError::Rejected { errcode, .. }) => Some(*errcode),
+            _ => None,
+        };
+        ErrorBody {
+            status: self.status(),
+            message: self.client_message(),
+            errcode,
+        }
+    }
+}
+
+/// The JSON body of every failed request.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub status: u16,
+    pub message: String,
+    /// WeChat's errcode, so a client can tell its refusals apart; absent when it gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i64>,
 }
 
 /// Status and message for a WeChat failure other than an errcode, the same for every WeChat
@@ -172,6 +214,12 @@ impl From<WechatError> for Error {
     }
 }
 
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Self {
+        Error::BadRequest(e.0)
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(e)
@@ -199,8 +247,8 @@ mod tests {
                 errmsg: "x".into(),
             });
             assert_eq!(e.status(), status, "errcode {errcode}");
-            assert_eq!(e.body()["errcode"], errcode, "errcode {errcode} echoed");
-            assert_eq!(e.body()["status"], status, "status {status} in body");
+            assert_eq!(e.body().errcode, Some(errcode), "errcode {errcode} echoed");
+            assert_eq!(e.body().status, status, "status {status} in body");
         }
     }
 
@@ -208,7 +256,7 @@ mod tests {
     fn internal_causes_stay_out_of_the_body() {
         let e = Error::Store(StoreError::Query("Table 'wx.wxuser' doesn't exist".into()));
         assert_eq!(e.status(), 500);
-        assert_eq!(e.body()["message"], "internal error");
+        assert_eq!(e.body().message, "internal error");
         assert!(e.to_string().contains("doesn't exist"));
     }
 }

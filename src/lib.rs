@@ -2,30 +2,32 @@
 //!
 //! A mini-program posts the code from `wx.login()` to `POST /api/wxuser`; the server exchanges it
 //! at WeChat's `jscode2session` for the user's openid, writes one row per openid, and answers with
-//! a bearer token the mini-program sends on later calls. `main` only reads the configuration and
-//! calls [`Server::start`]; everything else lives in this library so tests run it in-process.
+//! a bearer token the mini-program sends on later calls. `main` only reads the configuration,
+//! builds the [`App`] and [`Server::serve`]s it; everything else lives in this library so tests
+//! run it in-process.
 
 pub mod access_token;
+pub mod app;
 pub mod avatar;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod http;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod net;
 pub mod opendata;
 pub mod phone;
 pub mod profile;
+pub mod secret;
 pub mod singleflight;
 pub mod store;
 pub mod token;
+pub mod user;
 pub mod wechat;
 
+pub use app::{App, StartError};
 pub use config::Config;
 pub use error::Error;
-pub use http::{Server, StartError};
-
-/// Lowercase hex of `bytes` (digests, content addresses, random keys).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use http::Server;

@@ -4,92 +4,22 @@
 //! `userInfo` rawData format, limits) is part of the use case, not of HTTP.
 
 use crate::error::Error;
+use crate::fields::BodyFields;
 use crate::opendata::{self, OpenDataError};
 use crate::profile;
 use crate::singleflight::CodeFlights;
-use crate::store::{LoginRecord, Profile, UserStore};
+use crate::store::{LoginRecord, UserStore};
 use crate::token::{TokenIssuer, UserClaims};
-use crate::wechat::{Session, WechatClient};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use crate::user::Profile;
+use crate::wechat::{Session, WechatClient, WechatError};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// WeChat's codes are 32 characters; anything much longer is not a code.
-const MAX_CODE_LEN: usize = 128;
 /// Nicknames are at most a few dozen characters on WeChat; the column holds 255.
 const MAX_NICKNAME_CHARS: usize = 255;
 /// Avatar URLs are ~130 bytes on WeChat; the column holds 1024.
 const MAX_AVATAR_URL_LEN: usize = 1024;
-
-/// The fields of a form or JSON body. JSON values must be strings, except `userInfo`, which a
-/// JSON client may also send as an object.
-#[derive(Debug, Default)]
-pub struct BodyFields {
-    strings: HashMap<String, String>,
-    /// JSON fields that held something other than a string or null.
-    not_strings: Vec<String>,
-    user_info_object: Option<Value>,
-}
-
-impl BodyFields {
-    /// Reads an `application/x-www-form-urlencoded` body (the first of repeated fields wins).
-    pub fn from_form(body: &[u8]) -> BodyFields {
-        let mut fields = BodyFields::default();
-        for (key, value) in form_urlencoded::parse(body) {
-            fields
-                .strings
-                .entry(key.into_owned())
-                .or_insert_with(|| value.into_owned());
-        }
-        fields
-    }
-
-    /// Reads an `application/json` body, which must be an object.
-    pub fn from_json(body: &[u8]) -> Result<BodyFields, Error> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| Error::BadRequest("the body is not valid JSON".into()))?;
-        let Value::Object(map) = value else {
-            return Err(Error::BadRequest("the body must be a JSON object".into()));
-        };
-        let mut fields = BodyFields::default();
-        for (key, value) in map {
-            match value {
-                Value::Null => {}
-                Value::String(s) => {
-                    fields.strings.insert(key, s);
-                }
-                other if key == "userInfo" => fields.user_info_object = Some(other),
-                _ => fields.not_strings.push(key),
-            }
-        }
-        Ok(fields)
-    }
-
-    /// A string field; empty counts as absent.
-    pub fn take(&mut self, name: &str) -> Result<Option<String>, Error> {
-        if self.not_strings.iter().any(|n| n == name) {
-            return Err(Error::BadRequest(format!("{name} must be a string")));
-        }
-        Ok(self.strings.remove(name).filter(|v| !v.trim().is_empty()))
-    }
-
-    /// The required `code` field, validated; `what` says where the code comes from.
-    pub fn code(&mut self, what: &str) -> Result<String, Error> {
-        let code = self
-            .take("code")?
-            .map(|c| c.trim().to_string())
-            .ok_or_else(|| {
-                Error::BadRequest(format!("code is missing: send the code from {what}"))
-            })?;
-        if code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::BadRequest(format!(
-                "code is malformed: send the code from {what} unchanged"
-            )));
-        }
-        Ok(code)
-    }
-}
 
 /// A parsed, validated login request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +49,7 @@ impl LoginRequest {
     pub fn from_fields(mut fields: BodyFields) -> Result<LoginRequest, Error> {
         let code = fields.code("wx.login()")?;
         let raw_data = fields.take("userInfo")?;
-        let profile = match (&raw_data, &fields.user_info_object) {
+        let profile = match (&raw_data, fields.user_info_object()) {
             (Some(text), _) => Some(parse_user_info_text(text)?),
             (None, Some(object)) => Some(profile_from_json(object)?),
             (None, None) => None,
@@ -187,18 +117,60 @@ pub enum ProfileStatus {
     Unverified,
     /// Material was sent but did not verify; the stored profile was kept.
     Rejected(OpenDataError),
+    /// The profile is WeChat's anonymous placeholder; the stored profile was kept.
+    Anonymous,
+    /// A field breaks the rules `PUT /api/me` enforces (the text says which); the stored profile
+    /// was kept.
+    Unsafe(&'static str),
     /// No profile was sent; the stored profile was kept.
     Absent,
 }
 
+/// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
+const ANONYMOUS_NICKNAME: &str = "微信用户";
+
 impl ProfileStatus {
-    /// `{"status":"verified"|…,"reason":…}` for the login answer.
-    pub fn to_json(self) -> Value {
+    /// The word the login answer reports: the client only needs to know whether its profile was
+    /// applied, so every reason for keeping the stored one is "rejected".
+    pub fn label(self) -> &'static str {
         match self {
-            ProfileStatus::Verified => json!({"status": "verified"}),
-            ProfileStatus::Unverified => json!({"status": "unverified"}),
-            ProfileStatus::Absent => json!({"status": "absent"}),
-            ProfileStatus::Rejected(why) => json!({"status": "rejected", "reason": why.reason()}),
+            ProfileStatus::Verified => "verified",
+            ProfileStatus::Unverified => "unverified",
+            ProfileStatus::Absent => "absent",
+            ProfileStatus::Rejected(_) | ProfileStatus::Anonymous | ProfileStatus::Unsafe(_) => {
+                "rejected"
+            }
+        }
+    }
+
+    /// Why a sent profile was not applied, in client-safe words; `None` when it was (or none
+    /// was sent).
+    pub fn rejection(self) -> Option<&'static str> {
+        match self {
+            ProfileStatus::Rejected(why) => Some(why.reason()),
+            ProfileStatus::Anonymous => Some(
+                "anonymous placeholder profile (微信用户) not stored: let the user choose a nickname and avatar (PUT /api/me, POST /api/me/avatar)",
+            ),
+            ProfileStatus::Unsafe(why) => Some(why),
+            ProfileStatus::Verified | ProfileStatus::Unverified | ProfileStatus::Absent => None,
+        }
+    }
+
+    /// Holds a profile that passed verification (or needed none) to the rules for storing one;
+    /// the status to report and the profile to store (`None` keeps the stored one). WeChat's
+    /// anonymous placeholder would overwrite the nickname and avatar the user chose through
+    /// `PUT /api/me` and `POST /api/me/avatar`, so it is never stored; a profile that breaks the
+    /// rules of `PUT /api/me` is reported and not stored. The login itself succeeds either way.
+    fn screen(self, profile: Option<Profile>) -> (ProfileStatus, Option<Profile>) {
+        let Some(profile) = profile else {
+            return (self, None);
+        };
+        if profile.nick_name.as_deref() == Some(ANONYMOUS_NICKNAME) {
+            return (ProfileStatus::Anonymous, None);
+        }
+        match safe_profile(&profile) {
+            Ok(safe) => (self, Some(safe)),
+            Err(why) => (ProfileStatus::Unsafe(why), None),
         }
     }
 }
@@ -243,7 +215,8 @@ fn verify_material(
     Ok((profile, unionid))
 }
 
-/// The profile with its nickname trimmed, or why it must not be stored.
+/// The profile with its nickname trimmed, or why it must not be stored. An empty `avatarUrl`
+/// (WeChat sends one for a user without an avatar) is no avatar: the stored one is kept.
 fn safe_profile(profile: &Profile) -> Result<Profile, &'static str> {
     let nick_name = match profile.nick_name.as_deref().map(str::trim) {
         Some(nick) => match profile::nickname_problem(nick) {
@@ -252,21 +225,20 @@ fn safe_profile(profile: &Profile) -> Result<Profile, &'static str> {
         },
         None => None,
     };
-    if let Some(why) = profile
+    let avatar_url = profile
         .avatar_url
         .as_deref()
-        .and_then(profile::avatar_url_problem)
-    {
+        .map(str::trim)
+        .filter(|url| !url.is_empty());
+    if let Some(why) = avatar_url.and_then(profile::avatar_url_problem) {
         return Err(why);
     }
     Ok(Profile {
         nick_name,
+        avatar_url: avatar_url.map(str::to_string),
         ..profile.clone()
     })
 }
-
-/// The nickname `wx.getUserProfile` has returned to everyone since late 2022, with a grey avatar.
-const ANONYMOUS_NICKNAME: &str = "微信用户";
 
 /// A judged profile: what to report, what to store (`None` keeps the stored profile), and the
 /// unionid the encrypted data carried, if any.
@@ -275,7 +247,6 @@ type Judged = (ProfileStatus, Option<Profile>, Option<String>);
 /// What a successful login produced.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
-    pub openid: String,
     /// The signed JWT, without the `Bearer ` prefix.
     pub token: String,
     pub profile: ProfileStatus,
@@ -288,7 +259,7 @@ pub struct LoginService {
     tokens: Arc<TokenIssuer>,
     store: Arc<dyn UserStore>,
     /// jscode2session outcomes, shared by the requests that carry the same code.
-    flights: CodeFlights<Session>,
+    flights: CodeFlights<Session, Error>,
 }
 
 impl LoginService {
@@ -307,7 +278,13 @@ impl LoginService {
             appid,
             tokens,
             store,
-            flights: CodeFlights::new(replay_window, wait_limit),
+            flights: CodeFlights::new(
+                replay_window,
+                wait_limit,
+                // A duplicate that waited as long as the upstream call may take saw it time out.
+                Error::Wechat(WechatError::Timeout),
+                Error::Internal("the login sharing this code failed unexpectedly".into()),
+            ),
         }
     }
 
@@ -332,7 +309,6 @@ impl LoginService {
             unionid,
         });
         Ok(LoginOutcome {
-            openid: session.openid,
             token,
             profile: status,
         })
@@ -343,26 +319,8 @@ impl LoginService {
     /// the profile; material that fails keeps the stored profile; bare rawData applies unverified.
     fn judge_profile(&self, request: &LoginRequest, session: &Session) -> Result<Judged, Error> {
         let (status, profile, unionid) = self.verify_profile(request, session)?;
-        // WeChat's anonymous placeholder would overwrite the nickname and avatar the user chose
-        // through `PUT /api/me` and `POST /api/me/avatar`: it is never stored.
-        if profile.as_ref().and_then(|p| p.nick_name.as_deref()) == Some(ANONYMOUS_NICKNAME) {
-            return Ok((
-                ProfileStatus::Rejected(OpenDataError::AnonymousProfile),
-                None,
-                unionid,
-            ));
-        }
-        // Held to the rules of `PUT /api/me`: a profile that breaks them is reported and not
-        // stored, and the login itself still succeeds.
-        match profile.as_ref().map(safe_profile) {
-            Some(Err(why)) => Ok((
-                ProfileStatus::Rejected(OpenDataError::UnsafeProfile(why)),
-                None,
-                unionid,
-            )),
-            Some(Ok(safe)) => Ok((status, Some(safe), unionid)),
-            None => Ok((status, None, unionid)),
-        }
+        let (status, profile) = status.screen(profile);
+        Ok((status, profile, unionid))
     }
 
     /// The verification half of `judge_profile`.
@@ -421,6 +379,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_avatar_url_is_no_avatar_and_a_plain_http_one_is_refused() {
+        let with = |url: &str| Profile {
+            nick_name: Some("a".into()),
+            avatar_url: Some(url.into()),
+            gender: Some(1),
+        };
+        let cases = [
+            ("", Ok(None)),
+            ("  ", Ok(None)),
+            ("https://x/a.png", Ok(Some("https://x/a.png".to_string()))),
+            ("http://x/a.png", Err("avatarUrl must be an https:// URL")),
+        ];
+        for (url, expected) in cases {
+            let got = safe_profile(&with(url)).map(|p| p.avatar_url);
+            assert_eq!(got, expected, "avatarUrl {url:?}");
+        }
+    }
+
+    #[test]
     fn login_without_user_info_keeps_profile_absent() {
         for body in [&b"code=c1"[..], b"code=c1&userInfo="] {
             assert_eq!(LoginRequest::from_form(body).unwrap().profile, None);
@@ -429,7 +406,7 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_a_reason() {
-        let long = format!("code={}", "a".repeat(MAX_CODE_LEN + 1));
+        let long = format!("code={}", "a".repeat(crate::fields::MAX_CODE_LEN + 1));
         let cases: &[(&[u8], &str)] = &[
             (b"", "code is missing"),
             (b"code=", "code is missing"),

@@ -1,5 +1,5 @@
-//! The `wxlogin` binary: read the configuration, open the store, serve until SIGTERM or SIGINT,
-//! then drain requests in flight and exit 0.
+//! The `wxlogin` binary: read the configuration, build the app (which opens the store), serve
+//! until SIGTERM or SIGINT, then drain requests in flight and exit 0.
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -34,13 +34,14 @@ fn main() -> ExitCode {
         config.database_url
     );
     let drain = config.drain_timeout;
-    let server = match wxlogin::Server::start(config) {
-        Ok(server) => server,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server =
+        match wxlogin::App::build(&config).and_then(|app| wxlogin::Server::serve(&config, app)) {
+            Ok(server) => server,
+            Err(e) => {
+                log::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
     log::info!("listening on {}", server.url());
     // Wait for a signal, or for the listener to die, which no request can ever report.
     let signal = loop {

@@ -25,12 +25,6 @@ pub enum OpenDataError {
     OtherUser,
     InvalidFields,
     IncompleteMaterial,
-    /// Not a verification failure: the profile is WeChat's anonymous placeholder, which is
-    /// reported the same way because it is not applied either.
-    AnonymousProfile,
-    /// Not a verification failure: a field breaks the rules `PUT /api/me` enforces (the text
-    /// says which), so the profile is not applied either.
-    UnsafeProfile(&'static str),
 }
 
 impl OpenDataError {
@@ -49,13 +43,9 @@ impl OpenDataError {
             OpenDataError::InvalidFields => {
                 "the decrypted profile has fields of the wrong type or size"
             }
-            OpenDataError::AnonymousProfile => {
-                "anonymous placeholder profile (微信用户) not stored: let the user choose a nickname and avatar (PUT /api/me, POST /api/me/avatar)"
-            }
             OpenDataError::IncompleteMaterial => {
                 "encryptedData and iv must be sent together, and signature needs userInfo"
             }
-            OpenDataError::UnsafeProfile(why) => why,
         }
     }
 }
@@ -72,7 +62,7 @@ pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> 
     hasher.update(raw_data.as_bytes());
     hasher.update(session_key.as_bytes());
     let digest = hasher.finalize();
-    let expected = crate::hex(&digest);
+    let expected = crate::secret::hex(&digest);
     // Not secret-dependent timing worth guarding: the signature is public once sent.
     expected.eq_ignore_ascii_case(signature.trim())
 }

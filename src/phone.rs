@@ -6,9 +6,10 @@
 
 use crate::access_token::AccessTokens;
 use crate::error::Error;
-use crate::login::BodyFields;
+use crate::fields::BodyFields;
 use crate::store::UserStore;
-use crate::wechat::{PhoneNumber, WechatClient};
+use crate::user::PhoneNumber;
+use crate::wechat::WechatClient;
 use std::sync::Arc;
 
 /// Binds phone numbers to users.
@@ -33,7 +34,7 @@ impl PhoneService {
 
     /// Reads `code` from the request body's fields.
     pub fn code(fields: &mut BodyFields) -> Result<String, Error> {
-        fields.code("the getPhoneNumber button's event (e.detail.code)")
+        Ok(fields.code("the getPhoneNumber button's event (e.detail.code)")?)
     }
 
     /// Asks WeChat for the number behind `code` and stores it on the user. A deleted user is

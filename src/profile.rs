@@ -4,8 +4,9 @@
 
 use crate::avatar::Avatar;
 use crate::error::Error;
-use crate::store::{Profile, User, UserStore};
-use serde_json::{json, Value};
+use crate::store::UserStore;
+use crate::user::{Profile, User};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// WeChat's own nickname input allows about this many characters.
@@ -97,30 +98,23 @@ pub fn avatar_url_problem(url: &str) -> Option<&'static str> {
     }
 }
 
-/// The user as every profile endpoint shows it, with WeChat's field names.
-pub fn user_json(user: &User) -> Value {
-    json!({
-        "openid": user.openid,
-        "unionid": user.unionid,
-        "nickName": user.profile.nick_name,
-        "avatarUrl": user.profile.avatar_url,
-        "gender": user.profile.gender,
-        "phoneNumber": user.phone.as_ref().map(|p| &p.phone_number),
-        "purePhoneNumber": user.phone.as_ref().map(|p| &p.pure_phone_number),
-        "countryCode": user.phone.as_ref().map(|p| &p.country_code),
-    })
-}
-
 /// Reads and writes users' profiles.
 pub struct ProfileService {
     store: Arc<dyn UserStore>,
-    /// Prefix of avatar URLs, without a trailing slash.
-    public_url: String,
+    /// Prefix of avatar URLs, without a trailing slash: `WXLOGIN_PUBLIC_URL`, or else the
+    /// server's own address, known only once it is bound (see [`ProfileService::served_at`]).
+    public_url: Option<String>,
 }
 
 impl ProfileService {
-    pub fn new(store: Arc<dyn UserStore>, public_url: String) -> ProfileService {
+    pub fn new(store: Arc<dyn UserStore>, public_url: Option<String>) -> ProfileService {
         ProfileService { store, public_url }
+    }
+
+    /// Tells the service where the server listens: the avatar URL prefix when no public URL
+    /// was configured. The server calls it once it has bound (its port may have been 0).
+    pub fn served_at(&mut self, url: String) {
+        self.public_url.get_or_insert(url);
     }
 
     /// The stored user; a valid token for a deleted user is treated as a stale login.
@@ -145,7 +139,8 @@ impl ProfileService {
             avatar.image_type.content_type(),
             &avatar.bytes,
         )?;
-        let url = format!("{}/avatars/{}", self.public_url, avatar.file_name());
+        let prefix = self.public_url.as_deref().unwrap_or_default();
+        let url = format!("{prefix}/avatars/{}", avatar.file_name());
         self.update(
             openid,
             &Profile {

@@ -5,9 +5,10 @@
 //! with one code are coalesced (the first runs, the others wait for its outcome), and a success
 //! is remembered for a short replay window so that a retry gets the same outcome instead of an
 //! error. The memory is bounded in time and size, and holds codes only in memory, never in logs.
-
-use crate::error::Error;
-use crate::wechat::WechatError;
+//!
+//! Generic over the outcome `T` and the error `E`: the two failures this module produces itself
+//! (a waiter gave up, a leader panicked) are values the caller supplies, so it knows nothing of
+//! the service's error type or of WeChat.
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -15,27 +16,34 @@ use std::time::{Duration, Instant};
 /// Most remembered outcomes; beyond it the oldest are forgotten first.
 pub const MAX_REMEMBERED: usize = 100_000;
 
-/// Coalesces work keyed by a login code; `T` is the shared outcome.
-pub struct CodeFlights<T> {
-    state: Mutex<State<T>>,
+/// Coalesces work keyed by a login code; `T` is the shared outcome, `E` its failure.
+pub struct CodeFlights<T, E> {
+    state: Mutex<State<T, E>>,
     window: Duration,
     wait_limit: Duration,
+    /// What a waiter gets when the leader has not finished within `wait_limit`.
+    timed_out: E,
+    /// What the waiters get when the leader panicked instead of producing an outcome.
+    abandoned: E,
 }
 
-struct State<T> {
-    inflight: HashMap<String, Arc<Flight<T>>>,
+struct State<T, E> {
+    inflight: HashMap<String, Arc<Flight<T, E>>>,
     remembered: HashMap<String, (Instant, T)>,
     /// Remembered codes in insertion order, for expiry and the size cap.
     order: VecDeque<(Instant, String)>,
 }
 
-struct Flight<T> {
-    outcome: Mutex<Option<Result<T, Error>>>,
+struct Flight<T, E> {
+    outcome: Mutex<Option<Result<T, E>>>,
     done: Condvar,
 }
 
-impl<T: Clone> CodeFlights<T> {
-    pub fn new(window: Duration, wait_limit: Duration) -> CodeFlights<T> {
+impl<T: Clone, E: Clone> CodeFlights<T, E> {
+    /// `window` is how long a success is remembered (zero: not at all); `wait_limit` bounds how
+    /// long a duplicate waits for the leader before it gets `timed_out`; `abandoned` is shared
+    /// with the waiters when the leader panics.
+    pub fn new(window: Duration, wait_limit: Duration, timed_out: E, abandoned: E) -> Self {
         CodeFlights {
             state: Mutex::new(State {
                 inflight: HashMap::new(),
@@ -44,10 +52,12 @@ impl<T: Clone> CodeFlights<T> {
             }),
             window,
             wait_limit,
+            timed_out,
+            abandoned,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> MutexGuard<'_, State<T, E>> {
         // Maps stay consistent at every unlock; a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -55,7 +65,7 @@ impl<T: Clone> CodeFlights<T> {
     /// The remembered outcome for `code`, or the outcome of the request already running with it,
     /// or the outcome of running `work` (which then is shared with any request that arrives
     /// meanwhile). Failures are shared with concurrent waiters but never remembered.
-    pub fn run(&self, code: &str, work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    pub fn run(&self, code: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let (flight, leader) = {
             let mut state = self.lock();
             let now = Instant::now();
@@ -93,7 +103,7 @@ impl<T: Clone> CodeFlights<T> {
     }
 
     /// Waits, bounded, for the leader's outcome.
-    fn wait(&self, flight: &Flight<T>) -> Result<T, Error> {
+    fn wait(&self, flight: &Flight<T, E>) -> Result<T, E> {
         let deadline = Instant::now() + self.wait_limit;
         let mut outcome = flight.outcome.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -102,7 +112,7 @@ impl<T: Clone> CodeFlights<T> {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Wechat(WechatError::Timeout));
+                return Err(self.timed_out.clone());
             }
             outcome = flight
                 .done
@@ -112,13 +122,14 @@ impl<T: Clone> CodeFlights<T> {
         }
     }
 
-    /// How many outcomes are remembered now (for tests).
-    pub fn remembered(&self) -> usize {
+    /// How many outcomes are remembered now.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.lock().remembered.len()
     }
 }
 
-impl<T> State<T> {
+impl<T, E> State<T, E> {
     fn forget_expired(&mut self, now: Instant) {
         while let Some((expires, _)) = self.order.front() {
             if *expires > now {
@@ -147,15 +158,15 @@ impl<T> State<T> {
 
 /// Publishes the leader's outcome, and if the leader panics, an internal error, so that waiters
 /// are never stranded and the code is not left "in flight" forever.
-struct LeaderGuard<'a, T: Clone> {
-    flights: &'a CodeFlights<T>,
+struct LeaderGuard<'a, T: Clone, E: Clone> {
+    flights: &'a CodeFlights<T, E>,
     code: &'a str,
-    flight: &'a Flight<T>,
+    flight: &'a Flight<T, E>,
     finished: bool,
 }
 
-impl<T: Clone> LeaderGuard<'_, T> {
-    fn finish(&mut self, outcome: Result<T, Error>) {
+impl<T: Clone, E: Clone> LeaderGuard<'_, T, E> {
+    fn finish(&mut self, outcome: Result<T, E>) {
         self.finished = true;
         {
             let mut state = self.flights.lock();
@@ -176,12 +187,10 @@ impl<T: Clone> LeaderGuard<'_, T> {
     }
 }
 
-impl<T: Clone> Drop for LeaderGuard<'_, T> {
+impl<T: Clone, E: Clone> Drop for LeaderGuard<'_, T, E> {
     fn drop(&mut self) {
         if !self.finished {
-            self.finish(Err(Error::Internal(
-                "the login sharing this code failed unexpectedly".into(),
-            )));
+            self.finish(Err(self.flights.abandoned.clone()));
         }
     }
 }
@@ -192,9 +201,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
 
+    /// Flights of numbers whose failures are plain words.
+    fn flights(window: Duration, wait_limit: Duration) -> CodeFlights<u32, &'static str> {
+        CodeFlights::new(window, wait_limit, "timed out", "abandoned")
+    }
+
     #[test]
     fn concurrent_requests_with_one_code_run_the_work_once() {
-        let flights = CodeFlights::<u32>::new(Duration::ZERO, Duration::from_secs(10));
+        let flights = flights(Duration::ZERO, Duration::from_secs(10));
         let runs = AtomicUsize::new(0);
         let barrier = Barrier::new(20);
         let outcomes: Vec<_> = std::thread::scope(|s| {
@@ -223,12 +237,10 @@ mod tests {
 
     #[test]
     fn success_is_remembered_within_the_window_and_failure_is_not() {
-        let flights = CodeFlights::<u32>::new(Duration::from_secs(60), Duration::from_secs(1));
+        let flights = flights(Duration::from_secs(60), Duration::from_secs(1));
         assert!(flights.run("ok", || Ok(1)).is_ok());
         assert_eq!(flights.run("ok", || Ok(2)).unwrap(), 1, "remembered");
-        assert!(flights
-            .run("bad", || Err(Error::BadRequest("x".into())))
-            .is_err());
+        assert!(flights.run("bad", || Err("x")).is_err());
         assert_eq!(
             flights.run("bad", || Ok(3)).unwrap(),
             3,
@@ -238,7 +250,7 @@ mod tests {
 
     #[test]
     fn memory_is_capped_by_forgetting_the_oldest() {
-        let flights = CodeFlights::<u32>::new(Duration::from_secs(60), Duration::from_secs(1));
+        let flights = flights(Duration::from_secs(60), Duration::from_secs(1));
         for n in 0..=MAX_REMEMBERED {
             flights.run(&n.to_string(), || Ok(1)).unwrap();
         }
@@ -258,7 +270,7 @@ mod tests {
 
     #[test]
     fn zero_window_remembers_nothing() {
-        let flights = CodeFlights::<u32>::new(Duration::ZERO, Duration::from_secs(1));
+        let flights = flights(Duration::ZERO, Duration::from_secs(1));
         flights.run("c", || Ok(1)).unwrap();
         assert_eq!(flights.run("c", || Ok(2)).unwrap(), 2);
         assert_eq!(flights.remembered(), 0);
@@ -266,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_panicking_leader_releases_its_waiters_with_an_error() {
-        let flights = CodeFlights::<u32>::new(Duration::ZERO, Duration::from_secs(10));
+        let flights = flights(Duration::ZERO, Duration::from_secs(10));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             flights.run("p", || panic!("boom"))
         }));

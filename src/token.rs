@@ -108,7 +108,7 @@ impl TokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn issuer(secret: &str, ttl: Duration) -> TokenIssuer {
         TokenIssuer::new(&JwtConfig {

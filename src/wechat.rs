@@ -5,10 +5,12 @@
 //! The query string carries the AppSecret, so nothing here ever formats a URL or a transport
 //! error into a message: causes are reduced to their kind before they leave this module.
 
-use crate::config::{Secret, WechatConfig};
+use crate::config::WechatConfig;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::user::PhoneNumber;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 use std::io::ErrorKind;
@@ -289,19 +291,6 @@ fn agent_config(timeout: Duration) -> ureq::config::Config {
 pub struct AccessToken {
     pub value: Secret,
     pub expires_in: Duration,
-}
-
-/// A user's phone number as WeChat returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct PhoneNumber {
-    /// With the country code for numbers outside mainland China, e.g. `+1 2025550123`.
-    #[serde(rename = "phoneNumber")]
-    pub phone_number: String,
-    /// Without the country code.
-    #[serde(rename = "purePhoneNumber", default)]
-    pub pure_phone_number: String,
-    #[serde(rename = "countryCode", default)]
-    pub country_code: String,
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use wxlogin::config::{JwtConfig, Secret};
+use wxlogin::config::JwtConfig;
+use wxlogin::secret::Secret;
 use wxlogin::token::TokenIssuer;
 
 fuzz_target!(|header: &str| {

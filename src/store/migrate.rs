@@ -67,7 +67,7 @@ pub(super) struct Migration {
 impl Migration {
     /// SHA-256 of the file, line endings normalised so a checkout with CRLF sums the same.
     pub fn checksum(&self) -> String {
-        crate::hex(&Sha256::digest(self.sql.replace("\r\n", "\n").as_bytes()))
+        crate::secret::hex(&Sha256::digest(self.sql.replace("\r\n", "\n").as_bytes()))
     }
 }
 

@@ -7,22 +7,16 @@
 mod migrate;
 mod mysql;
 mod sqlite;
+mod url;
 
-use crate::config::{DatabaseUrl, Secret};
-use crate::wechat::PhoneNumber;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use std::fmt;
 use std::time::Duration;
 
 pub use self::mysql::MysqlStore;
 pub use self::sqlite::SqliteStore;
-
-/// The profile a client may send with a login. `None` fields keep what is stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profile {
-    pub nick_name: Option<String>,
-    pub avatar_url: Option<String>,
-    pub gender: Option<i64>,
-}
+pub use self::url::DatabaseUrl;
 
 /// What a successful login writes.
 #[derive(Debug, Clone)]
@@ -35,15 +29,6 @@ pub struct LoginRecord<'a> {
     pub session_key: &'a Secret,
 }
 
-/// A stored user, with WeChat's field names where it has them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub openid: String,
-    pub unionid: Option<String>,
-    pub profile: Profile,
-    pub phone: Option<PhoneNumber>,
-}
-
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -52,6 +37,16 @@ pub enum StoreError {
     Unavailable(String),
     /// A statement failed for another reason: a bug or a schema problem.
     Query(String),
+}
+
+impl StoreError {
+    /// A fixed label for the metric of database failures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Query(_) => "query",
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -95,9 +90,6 @@ pub trait UserStore: Send + Sync {
             .find_avatar(hash)?
             .map(|(content_type, _)| content_type))
     }
-
-    /// The number of stored users (for tests and operators).
-    fn count_users(&self) -> Result<u64, StoreError>;
 
     /// Connections lent out now, and the most the pool will hold (for metrics).
     fn pool_usage(&self) -> (usize, usize);

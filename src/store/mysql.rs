@@ -6,10 +6,10 @@
 //! (every wait, connect, checkout, read and write, has a bound) and ends without a restart.
 
 use super::migrate::{self, Applied, Migration, Session};
-use super::{is_duplicate_column, LoginRecord, Profile, StoreError, StoreOptions, User, UserStore};
-use crate::config::is_loopback_host;
-use crate::config::Secret;
-use crate::wechat::PhoneNumber;
+use super::{is_duplicate_column, LoginRecord, StoreError, StoreOptions, UserStore};
+use crate::net::is_loopback_host;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts};
@@ -243,11 +243,6 @@ impl UserStore for MysqlStore {
 
     fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.run(|conn| conn.exec_first(FIND_AVATAR_TYPE, (hash,)))
-    }
-
-    fn count_users(&self) -> Result<u64, StoreError> {
-        let n: Option<u64> = self.run(|conn| conn.query_first("SELECT COUNT(*) FROM wxuser"))?;
-        Ok(n.unwrap_or(0))
     }
 
     fn pool_usage(&self) -> (usize, usize) {

@@ -8,11 +8,10 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, LoginRecord, Profile, StoreError, StoreOptions, User,
-    UserStore,
+    is_duplicate_column, phone_from_columns, LoginRecord, StoreError, StoreOptions, UserStore,
 };
-use crate::config::Secret;
-use crate::wechat::PhoneNumber;
+use crate::secret::Secret;
+use crate::user::{PhoneNumber, Profile, User};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -245,15 +244,6 @@ impl UserStore for SqliteStore {
         self.conn()?
             .prepare_cached(FIND_AVATAR_TYPE)
             .and_then(|mut stmt| stmt.query_row([hash], |row| row.get(0)).optional())
-            .map_err(classify)
-    }
-
-    fn count_users(&self) -> Result<u64, StoreError> {
-        self.conn()?
-            .query_row("SELECT COUNT(*) FROM wxuser", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|n| n.max(0) as u64)
             .map_err(classify)
     }
 

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wiremock::ResponseTemplate;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::user::{PhoneNumber, Profile, User};
 
 /// Lines logged for request `id`.
 fn lines_of(id: &str) -> Vec<String> {
@@ -164,9 +164,6 @@ impl UserStore for CountingStore {
     }
     fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.inner.find_avatar_type(hash)
-    }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        self.inner.count_users()
     }
     fn pool_usage(&self) -> (usize, usize) {
         self.inner.pool_usage()
@@ -422,7 +419,7 @@ fn require_ssl_against_a_server_without_tls_fails_with_a_clear_error() {
 
     let result = std::panic::catch_unwind(|| {
         wxlogin::store::open(
-            &wxlogin::config::DatabaseUrl::parse(&url).unwrap(),
+            &wxlogin::store::DatabaseUrl::parse(&url).unwrap(),
             Default::default(),
         )
         .map(|_| ())

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use wxlogin::config::{random_hex, DatabaseUrl};
-use wxlogin::store::{self, StoreOptions, UserStore};
+use wxlogin::secret::random_hex;
+use wxlogin::store::{self, DatabaseUrl, StoreOptions, UserStore};
 use wxlogin::{Config, Server};
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +106,25 @@ impl TestDb {
                 let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
                     .expect("connect for a raw statement");
                 mysql::prelude::Queryable::query_drop(&mut conn, sql).expect("raw MySQL statement");
+            }
+        }
+    }
+
+    /// The number of user rows, counted around the store: the service never needs it, so the
+    /// store has no method for it.
+    pub fn count_users(&self) -> u64 {
+        let sql = "SELECT COUNT(*) FROM wxuser";
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.query_row(sql, [], |row| row.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .expect("count SQLite users"),
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
+                    .expect("connect to count users");
+                mysql::prelude::Queryable::query_first::<u64, _>(&mut conn, sql)
+                    .expect("count MySQL users")
+                    .unwrap_or(0)
             }
         }
     }

@@ -5,9 +5,9 @@ use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, T
 use serde_json::json;
 use std::sync::Arc;
 use wiremock::ResponseTemplate;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn wechat_for(openid: &str) -> FakeWechat {
     let wechat = FakeWechat::start();
@@ -183,9 +183,6 @@ impl UserStore for DownStore {
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
-    }
     fn pool_usage(&self) -> (usize, usize) {
         (0, 1)
     }
@@ -244,7 +241,7 @@ fn metrics_count_requests_upstream_calls_and_show_the_build() {
 fn every_request_leaves_one_access_log_line_with_its_request_id() {
     let db = TestDb::sqlite();
     let app = spawn_app("http://127.0.0.1:9", &db);
-    let id = format!("test-{}", wxlogin::config::random_hex(6));
+    let id = format!("test-{}", wxlogin::secret::random_hex(6));
 
     let answer = app.send(
         "GET",

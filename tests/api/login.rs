@@ -171,7 +171,7 @@ fn login_maps_every_upstream_failure_to_its_status() {
             "{what}: errcode"
         );
         assert!(answer.body.get("token").is_none(), "{what}: no token");
-        assert_eq!(app.store.count_users().unwrap(), 0, "{what}: no row");
+        assert_eq!(db.count_users(), 0, "{what}: no row");
     }
 }
 
@@ -183,7 +183,7 @@ fn login_returns_502_when_wechat_refuses_connections() {
     let answer = app.post_form("/api/wxuser", &[("code", "c-refused")]);
 
     assert_eq!(answer.status, 502, "{}", answer.text);
-    assert_eq!(app.store.count_users().unwrap(), 0);
+    assert_eq!(db.count_users(), 0);
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn login_without_user_info_keeps_the_stored_profile() {
     assert_eq!(user.profile.nick_name.as_deref(), Some("Keep"));
     assert_eq!(user.profile.avatar_url.as_deref(), Some("https://a"));
     assert_eq!(user.profile.gender, Some(2));
-    assert_eq!(app.store.count_users().unwrap(), 1);
+    assert_eq!(db.count_users(), 1);
 }
 
 #[test]

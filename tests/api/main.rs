@@ -5,6 +5,7 @@ mod full_stack;
 mod hardening;
 mod helpers;
 mod http;
+mod layout;
 mod login;
 mod migrations;
 mod profile;

@@ -5,10 +5,12 @@
 use proptest::prelude::*;
 use std::time::Duration;
 use wxlogin::avatar;
-use wxlogin::config::{JwtConfig, Secret};
-use wxlogin::login::{BodyFields, LoginRequest};
+use wxlogin::config::JwtConfig;
+use wxlogin::fields::BodyFields;
+use wxlogin::login::LoginRequest;
 use wxlogin::opendata;
 use wxlogin::profile;
+use wxlogin::secret::Secret;
 use wxlogin::token::{TokenIssuer, UserClaims};
 
 fn issuer() -> TokenIssuer {

@@ -8,9 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use wiremock::ResponseTemplate;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile, StoreError, User, UserStore};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn session(openid: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"openid": openid, "session_key": "a2V5"}))
@@ -40,9 +40,6 @@ impl UserStore for PanickingStore {
     }
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Ok(None)
-    }
-    fn count_users(&self) -> Result<u64, StoreError> {
-        Ok(0)
     }
     fn pool_usage(&self) -> (usize, usize) {
         (0, 1)

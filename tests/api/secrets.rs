@@ -4,7 +4,7 @@
 use crate::helpers::{logged_lines, spawn_app, FakeWechat, TestDb};
 use serde_json::json;
 use wiremock::ResponseTemplate;
-use wxlogin::config::random_hex;
+use wxlogin::secret::random_hex;
 
 #[test]
 fn no_secret_appears_in_any_response_or_log_line() {

@@ -2,9 +2,9 @@
 
 use crate::helpers::{race, TestDb};
 use crate::on_both_backends;
-use wxlogin::config::Secret;
-use wxlogin::store::{LoginRecord, Profile};
-use wxlogin::wechat::PhoneNumber;
+use wxlogin::secret::Secret;
+use wxlogin::store::LoginRecord;
+use wxlogin::user::{PhoneNumber, Profile};
 
 fn key() -> Secret {
     Secret::new("c2Vzc2lvbi1rZXktMTIzNA==")
@@ -34,7 +34,7 @@ fn upsert_creates_then_updates_one_row(db: &TestDb) {
             .unwrap();
     }
 
-    assert_eq!(store.count_users().unwrap(), 1, "{}", db.backend);
+    assert_eq!(db.count_users(), 1, "{}", db.backend);
     let user = store.find_user("o-1").unwrap().unwrap();
     assert_eq!(user.profile, second, "{}: last profile wins", db.backend);
 }
@@ -82,7 +82,7 @@ fn openids_are_case_sensitive(db: &TestDb) {
             })
             .unwrap();
     }
-    assert_eq!(store.count_users().unwrap(), 2, "{}", db.backend);
+    assert_eq!(db.count_users(), 2, "{}", db.backend);
 }
 
 fn emoji_and_cjk_nicknames_round_trip(db: &TestDb) {
@@ -120,7 +120,7 @@ fn schema_applies_twice_without_losing_rows(db: &TestDb) {
 
     let reopened = db.open();
 
-    assert_eq!(reopened.count_users().unwrap(), 1, "{}", db.backend);
+    assert_eq!(db.count_users(), 1, "{}", db.backend);
     reopened.ping().unwrap();
 }
 
@@ -139,7 +139,7 @@ fn concurrent_upserts_of_one_openid_make_one_row(db: &TestDb) {
             })
             .unwrap_or_else(|e| panic!("{}: upsert {i} failed: {e}", db.backend));
     });
-    assert_eq!(store.count_users().unwrap(), 1, "{}", db.backend);
+    assert_eq!(db.count_users(), 1, "{}", db.backend);
 }
 
 fn session_key_is_kept_and_replaced_by_the_latest_login(db: &TestDb) {

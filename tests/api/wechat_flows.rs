@@ -238,7 +238,7 @@ fn two_servers_share_the_stable_token_without_invalidating_each_other() {
     let db = TestDb::sqlite();
     capture_logs();
     // Two nodes of one deployment: same database, same JWT key.
-    let jwt_secret = format!("jwt-secret-{}", wxlogin::config::random_hex(16));
+    let jwt_secret = format!("jwt-secret-{}", wxlogin::secret::random_hex(16));
     let node = || {
         let secrets = Secrets {
             jwt_secret: jwt_secret.clone(),

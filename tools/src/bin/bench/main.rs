@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
 
-use wxlogin::config::DatabaseUrl;
-use wxlogin::store::StoreOptions;
+use wxlogin::store::{DatabaseUrl, StoreOptions};
 use wxlogin_tools::children::ChildProc;
 use wxlogin_tools::database::Database;
 use wxlogin_tools::http::{write_get, HttpClient};

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use wxlogin::config::Secret;
+use wxlogin::secret::Secret;
 use wxlogin::store::{LoginRecord, UserStore};
 
 use wxlogin_tools::http::{write_form_post, write_get, HttpClient};

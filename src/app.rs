@@ -1,0 +1,88 @@
+//! The composition root: the one place that turns a [`Config`] into running services.
+//!
+//! It opens the store, builds the WeChat client, the token issuer, the metrics and the use cases
+//! that share them. `main` calls [`App::build`] and hands the result to the HTTP server; tests
+//! call it too, or [`App::with_store`] to share a store they opened themselves.
+
+use crate::access_token::AccessTokens;
+use crate::config::Config;
+use crate::login::LoginService;
+use crate::metrics::Metrics;
+use crate::phone::PhoneService;
+use crate::profile::ProfileService;
+use crate::store::{self, StoreError, StoreOptions, UserStore};
+use crate::token::TokenIssuer;
+use crate::wechat::WechatClient;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why the service could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Store(StoreError),
+    Bind(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Store(e) => write!(f, "cannot open the database (DATABASE_URL): {e}"),
+            StartError::Bind(e) => write!(f, "cannot listen (WXLOGIN_BIND): {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Everything a request handler needs, shared by all workers.
+pub struct App {
+    pub(crate) login: LoginService,
+    pub(crate) phone: PhoneService,
+    pub(crate) profiles: ProfileService,
+    pub(crate) tokens: Arc<TokenIssuer>,
+    pub(crate) store: Arc<dyn UserStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Largest request body accepted outside the avatar upload (`Config::max_body_bytes`).
+    pub(crate) max_body_bytes: usize,
+}
+
+impl App {
+    /// Opens the store named by `DATABASE_URL` (bringing its schema up to date) and builds the
+    /// services on it. The pool holds at most one connection per worker: a worker runs one
+    /// request at a time, so more could never be used.
+    pub fn build(config: &Config) -> Result<App, StartError> {
+        let options = StoreOptions {
+            max_connections: config.threads.min(StoreOptions::default().max_connections),
+            ..StoreOptions::default()
+        };
+        let store = store::open(&config.database_url, options).map_err(StartError::Store)?;
+        Ok(App::with_store(config, Arc::from(store)))
+    }
+
+    /// Builds the services on a store the caller opened (tests share one with the server).
+    pub fn with_store(config: &Config, store: Arc<dyn UserStore>) -> App {
+        let tokens = Arc::new(TokenIssuer::new(&config.jwt));
+        let metrics = Arc::new(Metrics::new());
+        let wechat = WechatClient::new(config.wechat.clone(), metrics.clone());
+        // A request waiting on another's upstream call waits at most that call's own bound
+        // (plus a database round trip's worth of margin).
+        let wait_limit = config.wechat.timeout * 2 + StoreOptions::default().timeout;
+        let access_tokens = Arc::new(AccessTokens::new(wechat.clone(), wait_limit));
+        App {
+            login: LoginService::new(
+                wechat.clone(),
+                config.wechat.appid.clone(),
+                tokens.clone(),
+                store.clone(),
+                config.code_replay_window,
+                wait_limit,
+            ),
+            phone: PhoneService::new(wechat, access_tokens, store.clone()),
+            profiles: ProfileService::new(store.clone(), config.public_url.clone()),
+            tokens,
+            store,
+            metrics,
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+}

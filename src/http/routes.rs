@@ -1,0 +1,401 @@
+//! The routes: one [`Route`] per path, which gives its metric label, the methods it takes (the
+//! `Allow` header of a 405), its body limit and its handlers; then the handlers and the typed
+//! answers they send.
+//!
+//! Adding an endpoint means adding a variant: `Route::of` and `Route::spec` are exhaustive
+//! matches, so a route cannot be dispatched without a label or listed without a handler.
+
+use super::request::{self, body_kind, header_value, read_body, read_fields, BodyKind};
+use crate::app::App;
+use crate::avatar;
+use crate::error::Error;
+use crate::login::LoginRequest;
+use crate::phone::PhoneService;
+use crate::profile;
+use crate::token::UserClaims;
+use crate::user::{PhoneNumber, User};
+use serde::Serialize;
+use tiny_http::Request;
+
+/// Where uploaded avatars are served: `/avatars/<sha256>.<ext>`.
+const AVATAR_PREFIX: &str = "/avatars/";
+
+/// The label of a path no route has, so logs and metrics never carry arbitrary client paths.
+pub const UNMATCHED: &str = "(unmatched)";
+
+/// Every endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Login,
+    Me,
+    AvatarUpload,
+    AvatarFile,
+    Phone,
+    Health,
+    Ready,
+    Metrics,
+}
+
+/// A handler: the request in, the answer out. It takes the request id for its own log lines.
+type Handler = fn(&App, &mut Request, &str) -> Result<Reply, Error>;
+
+/// What a route is: its fixed label, its `Allow` list, and a handler per method.
+struct Spec {
+    label: &'static str,
+    allow: &'static str,
+    handlers: &'static [(&'static str, Handler)],
+}
+
+impl Route {
+    /// The route of a path (without its query), if any.
+    pub fn of(path: &str) -> Option<Route> {
+        Some(match path {
+            "/api/wxuser" => Route::Login,
+            "/api/me" => Route::Me,
+            "/api/me/avatar" => Route::AvatarUpload,
+            "/api/phone" => Route::Phone,
+            "/healthz" => Route::Health,
+            "/readyz" => Route::Ready,
+            "/metrics" => Route::Metrics,
+            p if p.starts_with(AVATAR_PREFIX) => Route::AvatarFile,
+            _ => return None,
+        })
+    }
+
+    fn spec(self) -> Spec {
+        let (label, allow, handlers): (_, _, &'static [(&'static str, Handler)]) = match self {
+            Route::Login => ("/api/wxuser", "POST", &[("POST", login)]),
+            Route::Me => ("/api/me", "GET, PUT", &[("GET", me), ("PUT", update_me)]),
+            Route::AvatarUpload => ("/api/me/avatar", "POST", &[("POST", upload_avatar)]),
+            Route::AvatarFile => (
+                "/avatars/{file}",
+                "GET, HEAD",
+                &[("GET", serve_avatar), ("HEAD", serve_avatar)],
+            ),
+            Route::Phone => ("/api/phone", "POST", &[("POST", phone)]),
+            Route::Health => (
+                "/healthz",
+                "GET, HEAD",
+                &[("GET", health), ("HEAD", health)],
+            ),
+            Route::Ready => ("/readyz", "GET, HEAD", &[("GET", ready), ("HEAD", ready)]),
+            Route::Metrics => ("/metrics", "GET", &[("GET", metrics)]),
+        };
+        Spec {
+            label,
+            allow,
+            handlers,
+        }
+    }
+
+    /// A fixed label per route, for logs and metrics.
+    pub fn label(self) -> &'static str {
+        self.spec().label
+    }
+
+    /// The largest body this route reads: tiny_http's connection threads refuse a longer one
+    /// before any worker sees it.
+    pub fn body_limit(self, default: usize) -> usize {
+        match self {
+            Route::AvatarUpload => avatar::MAX_UPLOAD_BODY_BYTES,
+            _ => default,
+        }
+    }
+
+    /// Runs the handler for the request's method, or refuses it with the methods that exist.
+    pub fn handle(self, app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
+        let spec = self.spec();
+        let method = request.method().as_str();
+        match spec.handlers.iter().find(|(m, _)| *m == method) {
+            Some((_, handler)) => handler(app, request, id),
+            None => Err(Error::MethodNotAllowed { allow: spec.allow }),
+        }
+    }
+}
+
+/// A handler's answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Headers beyond the ones every answer gets.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, body: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json; charset=utf-8",
+            body: serde_json::to_vec(body).expect("answers serialize"),
+            headers: vec![("Cache-Control", "no-store".into())],
+        }
+    }
+
+    fn ok(body: &impl Serialize) -> Reply {
+        Reply::json(200, body)
+    }
+
+    /// The answer to a failed request: its status, JSON body and extra headers.
+    pub fn error(error: &Error) -> Reply {
+        let mut reply = Reply::json(error.status(), &error.body());
+        reply.headers.extend(error.headers());
+        reply
+    }
+}
+
+/// `{"status":200,"message":…}`: the probes' answer.
+#[derive(Serialize)]
+struct MessageAnswer {
+    status: u16,
+    message: &'static str,
+}
+
+/// The login's answer; `messages` (plural) is the field name the original client reads.
+#[derive(Serialize)]
+struct LoginAnswer {
+    status: u16,
+    token: String,
+    messages: &'static str,
+    profile: ProfileAnswer,
+}
+
+/// What became of the profile a login carried.
+#[derive(Serialize)]
+struct ProfileAnswer {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct PhoneAnswer<'a> {
+    status: u16,
+    phone: &'a PhoneNumber,
+}
+
+#[derive(Serialize)]
+struct UserAnswer<'a> {
+    status: u16,
+    user: UserView<'a>,
+}
+
+/// The user as every profile endpoint shows it, with WeChat's field names; absent values are
+/// `null`, not missing, so clients can rely on every key.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserView<'a> {
+    openid: &'a str,
+    unionid: Option<&'a str>,
+    nick_name: Option<&'a str>,
+    avatar_url: Option<&'a str>,
+    gender: Option<i64>,
+    phone_number: Option<&'a str>,
+    pure_phone_number: Option<&'a str>,
+    country_code: Option<&'a str>,
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(user: &'a User) -> Self {
+        let phone = user.phone.as_ref();
+        UserView {
+            openid: &user.openid,
+            unionid: user.unionid.as_deref(),
+            nick_name: user.profile.nick_name.as_deref(),
+            avatar_url: user.profile.avatar_url.as_deref(),
+            gender: user.profile.gender,
+            phone_number: phone.map(|p| p.phone_number.as_str()),
+            pure_phone_number: phone.map(|p| p.pure_phone_number.as_str()),
+            country_code: phone.map(|p| p.country_code.as_str()),
+        }
+    }
+}
+
+fn user_reply(user: &User) -> Reply {
+    Reply::ok(&UserAnswer {
+        status: 200,
+        user: user.into(),
+    })
+}
+
+/// The user named by the request's bearer token.
+fn authenticate(app: &App, request: &Request) -> Result<UserClaims, Error> {
+    app.tokens
+        .verify_header(header_value(request, "Authorization"))
+        .map_err(|e| Error::Unauthorized(e.client_message()))
+}
+
+/// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a bearer token out.
+fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
+    let login = LoginRequest::from_fields(read_fields(request, app.max_body_bytes)?)?;
+    let outcome = app.login.login(&login)?;
+    let rejection = outcome.profile.rejection();
+    if let Some(why) = rejection {
+        log::info!("{id} /api/wxuser profile rejected, stored profile kept: {why}");
+    }
+    Ok(Reply::ok(&LoginAnswer {
+        status: 200,
+        token: format!("Bearer {}", outcome.token),
+        messages: "login succeeded",
+        profile: ProfileAnswer {
+            status: outcome.profile.label(),
+            reason: rejection,
+        },
+    }))
+}
+
+/// `POST /api/phone`: a `getPhoneNumber` button code in, the user's number stored and returned.
+fn phone(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    let code = PhoneService::code(&mut read_fields(request, app.max_body_bytes)?)?;
+    let phone = app.phone.bind(&claims.openid, &code)?;
+    Ok(Reply::ok(&PhoneAnswer {
+        status: 200,
+        phone: &phone,
+    }))
+}
+
+/// `GET /api/me`: the stored profile of the token's user.
+fn me(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    let user = app.profiles.user(&claims.openid)?;
+    Ok(user_reply(&user))
+}
+
+/// `PUT /api/me`: the nickname (and gender) the user typed.
+fn update_me(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    if !matches!(body_kind(request)?, BodyKind::Json) {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let update = profile::parse_update(&read_body(request, app.max_body_bytes)?)?;
+    let user = app.profiles.update(&claims.openid, &update)?;
+    Ok(user_reply(&user))
+}
+
+/// `POST /api/me/avatar`: the image from `<button open-type="chooseAvatar">`, sent with
+/// `wx.uploadFile`.
+fn upload_avatar(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let claims = authenticate(app, request)?;
+    let content_type = header_value(request, "Content-Type")
+        .unwrap_or("")
+        .to_string();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let body = read_body(request, avatar::MAX_UPLOAD_BODY_BYTES)?;
+    let image = avatar::from_multipart(&content_type, body)?;
+    let user = app.profiles.set_avatar(&claims.openid, &image)?;
+    Ok(user_reply(&user))
+}
+
+/// `GET /avatars/<sha256>.<ext>`: an uploaded image. Its name is its content, so it never
+/// changes: cacheable forever, and its ETag is the hash. A matching `If-None-Match` is answered
+/// 304 after a query for the content type only: the image is not read, yet a hash that was
+/// never stored (or a wrong extension) is still a 404 rather than a 304 vouching for it.
+/// The image is a user's upload shown on other origins: it may be embedded anywhere
+/// (`Cross-Origin-Resource-Policy`), but never sniffed as another type or run as a document.
+fn serve_avatar(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let file_name = &request::path(request)[AVATAR_PREFIX.len()..];
+    let (hash, image_type) = avatar::parse_file_name(file_name).ok_or(Error::NotFound)?;
+    let content_type = image_type.content_type();
+    let etag = format!("\"{hash}\"");
+    let not_modified = header_value(request, "If-None-Match").is_some_and(|v| {
+        v.split(',')
+            .any(|tag| tag.trim() == etag || tag.trim() == "*")
+    });
+    let (status, body) = if not_modified {
+        match app.profiles.avatar_type(hash)? {
+            Some(stored_type) if stored_type == content_type => (304, Vec::new()),
+            _ => return Err(Error::NotFound),
+        }
+    } else {
+        match app.profiles.avatar(hash)? {
+            Some((stored_type, bytes)) if stored_type == content_type => (200, bytes),
+            _ => return Err(Error::NotFound),
+        }
+    };
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+        headers: vec![
+            (
+                "Cache-Control",
+                "public, max-age=31536000, immutable".into(),
+            ),
+            ("ETag", etag),
+            ("X-Content-Type-Options", "nosniff".into()),
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; sandbox".into(),
+            ),
+            ("Cross-Origin-Resource-Policy", "cross-origin".into()),
+        ],
+    })
+}
+
+/// `GET /healthz`: the process serves requests.
+fn health(_app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    Ok(Reply::ok(&MessageAnswer {
+        status: 200,
+        message: "ok",
+    }))
+}
+
+/// `GET /readyz`: the database answers too.
+fn ready(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    app.store.ping()?;
+    Ok(Reply::ok(&MessageAnswer {
+        status: 200,
+        message: "ready",
+    }))
+}
+
+/// `GET /metrics`: Prometheus' text format.
+fn metrics(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    Ok(Reply {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: app.metrics.render(app.store.pool_usage()).into_bytes(),
+        headers: vec![("Cache-Control", "no-store".into())],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Route; 8] = [
+        Route::Login,
+        Route::Me,
+        Route::AvatarUpload,
+        Route::AvatarFile,
+        Route::Phone,
+        Route::Health,
+        Route::Ready,
+        Route::Metrics,
+    ];
+
+    #[test]
+    fn allow_lists_exactly_the_methods_with_handlers() {
+        for route in ALL {
+            let spec = route.spec();
+            let methods: Vec<_> = spec.handlers.iter().map(|(m, _)| *m).collect();
+            assert_eq!(spec.allow, methods.join(", "), "{route:?}");
+        }
+    }
+
+    #[test]
+    fn every_route_is_found_by_its_own_label() {
+        for route in ALL {
+            let path = route.label().replace("{file}", "x.png");
+            assert_eq!(Route::of(&path), Some(route), "{path}");
+        }
+        assert_eq!(Route::of("/api/wxuser/"), None);
+        assert_eq!(Route::of("/"), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! The server's lifecycle: bind, a fixed pool of workers, per-request panic isolation and
+//! logging, and a graceful drain at shutdown.
+//!
+//! tiny_http accepts connections and parses requests on its own threads; a fixed pool of worker
+//! threads takes requests from it and runs each handler to completion, blocking on WeChat and the
+//! database. Every handler runs under `catch_unwind`, so a bug becomes a 500 for that request and
+//! the worker lives on. Every answer carries an `X-Request-Id`, and every request leaves one access
+//! log line; failures also leave a line with their cause under the same id.
+
+use super::request::{self, RequestIds};
+use super::routes::{Reply, Route, UNMATCHED};
+use crate::app::{App, StartError};
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::UserStore;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tiny_http::{Header, Request, Response};
+
+/// Workers only hold a small stack: handlers parse small bodies and make blocking calls.
+const WORKER_STACK_BYTES: usize = 256 * 1024;
+
+/// What every worker shares: the services, and the source of request ids.
+struct Shared {
+    app: App,
+    request_ids: RequestIds,
+}
+
+/// A running server. Dropping it shuts it down gracefully.
+pub struct Server {
+    addr: SocketAddr,
+    http: Arc<tiny_http::Server>,
+    /// Our handle on tiny_http's listening socket, to stop accepting at shutdown.
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    /// Workers still running, to wait for them with a deadline.
+    running: Arc<(Mutex<usize>, Condvar)>,
+    /// Set when tiny_http's accept loop died (it stops for good on any accept error, such as
+    /// running out of file descriptors): the process can no longer serve and should exit.
+    listener_failed: Arc<AtomicBool>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Opens the store named by `DATABASE_URL`, binds, and starts serving in the background.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let app = App::build(&config)?;
+        Server::serve(&config, app)
+    }
+
+    /// Starts serving with a store the caller opened (tests share one with the server).
+    pub fn start_with_store(
+        config: Config,
+        store: Arc<dyn UserStore>,
+    ) -> Result<Server, StartError> {
+        Server::serve(&config, App::with_store(&config, store))
+    }
+
+    /// Binds `WXLOGIN_BIND` and serves `app` in the background.
+    pub fn serve(config: &Config, mut app: App) -> Result<Server, StartError> {
+        let bind_error = |e: &dyn fmt::Display| StartError::Bind(format!("{}: {e}", config.bind));
+        let listener = TcpListener::bind(config.bind).map_err(|e| bind_error(&e))?;
+        // Accepted sockets inherit these on Linux: a client silent for this long, reading or
+        // writing, is dropped (our tiny_http keeps accepting when accept() itself times out).
+        let socket = socket2::SockRef::from(&listener);
+        socket
+            .set_read_timeout(Some(config.client_timeout))
+            .and_then(|()| socket.set_write_timeout(Some(config.client_timeout)))
+            .map_err(|e| bind_error(&e))?;
+        let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
+        let our_handle = listener.try_clone().map_err(|e| bind_error(&e))?;
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with_limits(listener, None, http_limits(config))
+                .map_err(|e| bind_error(&e))?,
+        );
+        app.profiles.served_at(format!("http://{addr}"));
+        let shared = Arc::new(Shared {
+            app,
+            request_ids: RequestIds::new(),
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let listener_failed = Arc::new(AtomicBool::new(false));
+        let running = Arc::new((Mutex::new(config.threads), Condvar::new()));
+        let mut workers = Vec::with_capacity(config.threads);
+        for n in 0..config.threads {
+            let (http, shared, stopping) = (http.clone(), shared.clone(), stopping.clone());
+            let (running, listener_failed) = (running.clone(), listener_failed.clone());
+            let worker = std::thread::Builder::new()
+                .name(format!("wxlogin-worker-{n}"))
+                .stack_size(WORKER_STACK_BYTES)
+                .spawn(move || {
+                    work(&http, &shared, &stopping, &listener_failed);
+                    let (count, changed) = &*running;
+                    *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                    changed.notify_all();
+                })
+                .map_err(|e| StartError::Bind(format!("cannot start worker threads: {e}")))?;
+            workers.push(worker);
+        }
+        Ok(Server {
+            addr,
+            http,
+            listener: our_handle,
+            shared,
+            workers,
+            stopping,
+            running,
+            listener_failed,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store the server writes to.
+    pub fn store(&self) -> Arc<dyn UserStore> {
+        self.shared.app.store.clone()
+    }
+
+    /// Whether the server stopped accepting connections on its own: tiny_http's accept loop
+    /// ended (an accept error such as running out of file descriptors, or a panic). A panic on
+    /// any other thread ends only that connection or request.
+    pub fn listener_failed(&self) -> bool {
+        self.listener_failed.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting connections, lets the workers finish every request already received
+    /// for up to `WXLOGIN_DRAIN_TIMEOUT`, and returns whether they all finished in time.
+    pub fn shutdown(mut self) -> bool {
+        self.drain()
+    }
+
+    fn drain(&mut self) -> bool {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        // Closing our handle on the listening socket makes tiny_http's accept() fail, so new
+        // connections are refused at once instead of queued behind the drain.
+        crate::logging::expect_closed_listener();
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        // Each worker leaves after an unblock; requests received before them are served first.
+        for _ in 0..self.workers.len() {
+            self.http.unblock();
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        let (count, changed) = &*self.running;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *running > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "shutdown: {} request(s) still running after the {:?} drain; leaving them",
+                    *running,
+                    self.drain_timeout
+                );
+                return false;
+            }
+            running = changed
+                .wait_timeout(running, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(running);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        true
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+/// What tiny_http's connection threads enforce before a request reaches a worker: the
+/// connection cap, the whole-request deadline, and each route's body limit, so a body is read in
+/// full (or refused) before any worker sees it.
+fn http_limits(config: &Config) -> tiny_http::Limits {
+    let max_body_bytes = config.max_body_bytes;
+    tiny_http::Limits {
+        max_connections: config.max_connections,
+        body_timeout: config.body_timeout,
+        body_limit: Arc::new(move |_, url: &str| {
+            let path = url.split('?').next().unwrap_or("");
+            Route::of(path).map_or(max_body_bytes, |route| route.body_limit(max_body_bytes))
+        }),
+        thread_stack_bytes: WORKER_STACK_BYTES,
+    }
+}
+
+/// One worker: take a request, answer it, repeat until an unblock arrives after shutdown began.
+/// Outside shutdown, an error from `recv` is tiny_http reporting that its accept loop died.
+fn work(
+    http: &tiny_http::Server,
+    shared: &Shared,
+    stopping: &AtomicBool,
+    listener_failed: &AtomicBool,
+) {
+    loop {
+        match http.recv() {
+            Ok(request) => serve(shared, request),
+            Err(_) if stopping.load(Ordering::SeqCst) => break,
+            Err(e) => {
+                log::error!("the listener failed and accepts no more connections: {e}");
+                listener_failed.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Answers one request, whatever happens inside the handler.
+fn serve(shared: &Shared, mut request: Request) {
+    let app = &shared.app;
+    let started = Instant::now();
+    let id = shared.request_ids.next(&request);
+    let method = request.method().clone();
+    let client = request::client_address(&request);
+    let route = Route::of(request::path(&request));
+    let label = route.map_or(UNMATCHED, Route::label);
+
+    let outcome = catch_unwind(AssertUnwindSafe(|| match route {
+        Some(route) => route.handle(app, &mut request, &id),
+        None => Err(Error::NotFound),
+    }));
+    let reply = match outcome {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(error)) => {
+            log_failure(&id, label, &error);
+            if let Error::Store(e) = &error {
+                app.metrics.count_db_error(e.kind());
+            }
+            Reply::error(&error)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let error = Error::Internal(format!("handler panicked: {what}"));
+            log_failure(&id, label, &error);
+            Reply::error(&error)
+        }
+    };
+
+    let status = reply.status;
+    let mut response = Response::from_data(reply.body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", reply.content_type))
+        .with_header(header("X-Request-Id", &id));
+    for (name, value) in &reply.headers {
+        response = response.with_header(header(name, value));
+    }
+    // Logged before the answer leaves: the connection's thread writes it to the client, so a
+    // client that has its answer also finds its access log line and metric.
+    let took = started.elapsed();
+    app.metrics.observe_request(label, status, took);
+    log::info!(
+        target: "wxlogin::access",
+        "{id} {method} {label} {status} {:.1}ms {client}",
+        took.as_secs_f64() * 1000.0
+    );
+    if let Err(e) = request.respond(response) {
+        log::debug!("{id} could not send the answer: {e}");
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and values")
+}
+
+/// Logs why a request failed, at the level [`Error::log_level`] gives: a failure of ours or the
+/// upstream's "failed", a client's mistake was "refused".
+fn log_failure(id: &str, route: &str, error: &Error) {
+    let level = error.log_level();
+    let outcome = if level <= log::Level::Warn {
+        "failed"
+    } else {
+        "refused"
+    };
+    log::log!(level, "{id} {route} {outcome}: {error}");
+}
