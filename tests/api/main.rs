@@ -3,6 +3,7 @@
 
 mod full_stack;
 mod helpers;
+mod hostile;
 mod http;
 mod login;
 mod profile;
