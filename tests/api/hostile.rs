@@ -700,10 +700,10 @@ fn a_trickling_client_gets_408_at_the_deadline_not_later() {
 
 #[test]
 fn beyond_the_connection_cap_a_connection_gets_503_at_once() {
-    let mut service = Service::start(&[("WXLOGIN_THREADS", "4"), ("WXLOGIN_MAX_CONNECTIONS", "8")]);
+    let mut service = Service::start(&[("WXLOGIN_THREADS", "4"), ("WXLOGIN_MAX_CONNECTIONS", "5")]);
     // The warm-up's connections are closed for good before counting to the cap.
     service.assert_settled("before holding connections");
-    let mut held: Vec<TcpStream> = (0..8)
+    let mut held: Vec<TcpStream> = (0..5)
         .map(|n| {
             held_connection(
                 service.addr,
@@ -719,7 +719,7 @@ fn beyond_the_connection_cap_a_connection_gets_503_at_once() {
             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
             SECOND,
         );
-        let what = format!("connection {} beyond a cap of 8", n + 1);
+        let what = format!("connection {} beyond a cap of 5", n + 1);
         assert_eq!(reply.status(), Some(503), "{what}: {reply:?}");
         assert_eq!(
             reply.header("Retry-After").as_deref(),
@@ -752,7 +752,7 @@ fn beyond_the_connection_cap_a_connection_gets_503_at_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("8 held connections at a cap of 8: {during:?}");
+    eprintln!("5 held connections at a cap of 5: {during:?}");
     service.assert_recovered("after the connection cap was reached");
 }
 
