@@ -4,6 +4,7 @@
 mod full_stack;
 mod hardening;
 mod helpers;
+mod hostile;
 mod http;
 mod layout;
 mod login;
