@@ -100,7 +100,11 @@ pub struct WechatClient {
 
 impl WechatClient {
     pub fn new(config: WechatConfig, metrics: Arc<Metrics>) -> WechatClient {
-        let agent: ureq::Agent = agent_config(config.timeout).into();
+        let agent = ureq::Agent::with_parts(
+            agent_config(config.timeout),
+            ureq::unversioned::transport::DefaultConnector::default(),
+            Resolver,
+        );
         WechatClient {
             agent,
             config,
@@ -286,6 +290,64 @@ fn agent_config(timeout: Duration) -> ureq::config::Config {
         .build()
 }
 
+/// Finds WeChat's addresses for the shared agent. ureq's own resolver starts a thread for every
+/// lookup once a timeout is set, even for an IP address, and panics when no thread can be
+/// started (a `TasksMax` limit), which made every login a 500 at the limit. Here an IP address
+/// needs no lookup at all, and a host name is looked up on a thread started with a fallible
+/// spawn, so that running out of threads is an upstream failure like any other.
+#[derive(Debug)]
+struct Resolver;
+
+impl ureq::unversioned::resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+        use std::sync::mpsc::{self, RecvTimeoutError};
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let port = authority
+            .port_u16()
+            .or(match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            })
+            .ok_or(ureq::Error::HostNotFound)?;
+        let host = authority.host();
+        let mut found = self.empty();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            found.push(SocketAddr::new(ip, port));
+            return Ok(found);
+        }
+        let name = format!("{host}:{port}");
+        let (sender, answer) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("wxlogin-dns".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = sender.send(name.to_socket_addrs());
+            })
+            .map_err(ureq::Error::Io)?;
+        let addresses = match answer.recv_timeout(*timeout.after) {
+            Ok(lookup) => lookup.map_err(ureq::Error::Io)?,
+            Err(RecvTimeoutError::Timeout) => return Err(ureq::Error::Timeout(timeout.reason)),
+            Err(RecvTimeoutError::Disconnected) => return Err(ureq::Error::HostNotFound),
+        };
+        for address in addresses.take(16) {
+            found.push(address);
+        }
+        if found.is_empty() {
+            Err(ureq::Error::HostNotFound)
+        } else {
+            Ok(found)
+        }
+    }
+}
+
 /// An access_token and how long WeChat says it lives.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
@@ -379,6 +441,31 @@ mod tests {
     /// Set only in the child process that `agent_ignores_proxy_variables_in_the_environment`
     /// starts, so the probe asserts nothing when run any other way.
     const PROBE_MARKER: &str = "WXLOGIN_PROXY_PROBE";
+
+    #[test]
+    fn the_resolver_takes_ip_addresses_as_they_are_and_looks_up_names() {
+        use ureq::unversioned::resolver::Resolver as _;
+        let config = agent_config(Duration::from_secs(5));
+        let timeout = ureq::unversioned::transport::NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(5)),
+            reason: ureq::Timeout::Global,
+            per_read: None,
+            per_write: None,
+        };
+        let cases = [
+            ("http://127.0.0.1:9/x", "127.0.0.1:9"),
+            ("https://[::1]/x", "[::1]:443"),
+            ("http://10.1.2.3/x", "10.1.2.3:80"),
+            ("http://localhost:7/x", "127.0.0.1:7"),
+        ];
+        for (uri, expected) in cases {
+            let found = Resolver
+                .resolve(&uri.parse().unwrap(), &config, timeout)
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+            let found: Vec<String> = found.iter().map(|a| a.to_string()).collect();
+            assert!(found.iter().any(|a| a == expected), "{uri}: {found:?}");
+        }
+    }
 
     #[test]
     fn agent_follows_no_redirect_and_names_no_proxy() {

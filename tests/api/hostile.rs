@@ -925,10 +925,10 @@ fn a_connection_thread_that_cannot_start_refuses_only_that_connection() {
     // What the binary needs with this configuration, measured on an unlimited run.
     let needed = Service::start(&[]).baseline.threads;
     // Two to spare: a connection may arrive before the pool's first threads wait for work (it
-    // then gets a thread of its own), and each WeChat call starts a resolver thread (ureq).
+    // then gets a thread of its own).
     let limit = threads_of_user(NOBODY) + needed + 2;
     let db = TestDb::sqlite();
-    let wxlogin::config::DatabaseUrl::Sqlite(path) = &db.url else {
+    let wxlogin::store::DatabaseUrl::Sqlite(path) = &db.url else {
         unreachable!("a SQLite test database")
     };
     std::fs::set_permissions(
@@ -959,8 +959,10 @@ fn a_connection_thread_that_cannot_start_refuses_only_that_connection() {
         held.len()
     );
     assert!(
-        refused.bytes.is_empty() && refused.closed(),
-        "the connection without a thread is closed, not left hanging: {refused:?}"
+        refused.status() == Some(503)
+            && refused.answers() == 1
+            && refused.header("Connection").as_deref() == Some("close"),
+        "the connection without a thread is answered 503 and closed, not left hanging: {refused:?}"
     );
     let started = Instant::now();
     while !service.log_has("cannot start a connection thread") {

@@ -58,6 +58,30 @@ pub struct ClientConnection {
     secure: bool,
 }
 
+/// wxlogin patch: a connection waiting for a thread to serve it. Dropped unserved (no thread
+/// could be started for it), it is answered 503 and closed, instead of closed in silence.
+pub struct Waiting(Option<ClientConnection>);
+
+impl Waiting {
+    pub fn new(connection: ClientConnection) -> Waiting {
+        Waiting(Some(connection))
+    }
+
+    /// The connection, to serve it.
+    pub fn take(&mut self) -> Option<ClientConnection> {
+        self.0.take()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut connection) = self.0.take() {
+            connection.refuse(503, "the server is out of threads; retry shortly");
+            let _ = connection.reader.get_mut().shutdown_write();
+        }
+    }
+}
+
 /// Why a request could not be read; each has its own answer, or none.
 enum ReadError {
     /// The peer closed, reset or went silent before a request started: close quietly.

@@ -311,17 +311,23 @@ fn accept_loop(
             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
             Some(()) => continue,
         };
-        let client = ClientConnection::new(stream, limits.clone(), close.clone());
+        let client = client::Waiting::new(ClientConnection::new(
+            stream,
+            limits.clone(),
+            close.clone(),
+        ));
         let messages = messages.clone();
         let mut client = Some((client, slot));
         let spawned = tasks_pool.spawn(Box::new(move || {
-            if let Some((client, _slot)) = client.take() {
-                client.serve(|request| messages.push(request.into()));
+            if let Some((mut waiting, _slot)) = client.take() {
+                if let Some(client) = waiting.take() {
+                    client.serve(|request| messages.push(request.into()));
+                }
             }
         }));
         if let Err(e) = spawned {
-            // The task (and with it the connection) is dropped: this client is refused, the
-            // next one may find a thread.
+            // The task is dropped, and with it the waiting connection, which is answered 503:
+            // this client is refused, the next one may find a thread.
             log::error!("cannot start a connection thread, connection refused: {}", e);
         }
     }

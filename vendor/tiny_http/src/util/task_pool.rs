@@ -133,7 +133,11 @@ impl TaskPool {
                                     !waitres.timed_out()
                                 };
 
-                            if !received && todo.is_empty() {
+                            // wxlogin patch: an idle thread leaves only while more than
+                            // MIN_THREADS stay; the original let every idle thread leave
+                            // together after a burst, and the pool fell to none.
+                            if !received && todo.is_empty() && retire(&sharing.active_tasks) {
+                                std::mem::forget(_active_guard);
                                 return;
                             }
                         }
@@ -146,6 +150,15 @@ impl TaskPool {
             })
             .map(|_| ())
     }
+}
+
+/// Counts a thread out of `active` if more than `MIN_THREADS` would remain.
+fn retire(active: &AtomicUsize) -> bool {
+    active
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n > MIN_THREADS).then(|| n - 1)
+        })
+        .is_ok()
 }
 
 /// wxlogin patch: runs one task; a panic in it (a bug while serving one connection) ends that
