@@ -135,7 +135,7 @@ fn is_duplicate_column(message: &str) -> bool {
     message.contains("duplicate column")
 }
 
-/// Opens the store named by the URL and brings its schema up to date (see [`migrate`]).
+/// Opens the store named by the URL and brings its schema up to date (see `migrate`).
 pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Box<dyn UserStore>, StoreError> {
     Ok(match url {
         DatabaseUrl::Mysql(url) => Box::new(MysqlStore::open(url.expose(), options)?),

@@ -81,7 +81,7 @@ impl MysqlStore {
     /// Connects to `url` (`mysql://user:pass@host:port/db`) and migrates the schema.
     ///
     /// `pool_max` in the URL's query overrides `options.max_connections`; `require_ssl=true`
-    /// turns TLS on (see [`parse_url`]).
+    /// turns TLS on (see `parse_url`).
     pub fn open(url: &str, options: StoreOptions) -> Result<MysqlStore, StoreError> {
         let opts = parse_url(url)?;
         if let Some(warning) = transport_warning(&opts) {
