@@ -607,3 +607,109 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real binary
+
+/// The `wxlogin` binary running as a child process, for what only a process shows: signals,
+/// exit codes, resource limits, its own thread and descriptor counts.
+pub struct Binary {
+    pub child: std::process::Child,
+    /// `http://ADDR` from its "listening on" line.
+    pub url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Binary {
+    /// Starts the binary (through `launcher`, e.g. `prlimit …`, when given) with a cleared
+    /// environment: a small configuration on loopback, then `vars` on top. Its stderr is read for
+    /// good on a thread of its own (a full pipe would block it); the start is bounded.
+    pub fn start(launcher: &[&str], upstream: &str, db: &TestDb, vars: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let program = env!("CARGO_BIN_EXE_wxlogin");
+        let mut command = match launcher.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        command
+            .env_clear()
+            .env("WXLOGIN_BIND", "127.0.0.1:0")
+            .env("WXLOGIN_THREADS", "8")
+            .env("WECHAT_API_BASE", upstream)
+            .env("WECHAT_APPID", "wxbinary")
+            .env("WECHAT_SECRET", "s")
+            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+            .env("DATABASE_URL", db.url_text())
+            .env("RUST_LOG", "info");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the wxlogin binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+        let lines = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on ") {
+                    let _ = url_tx.send(line[at + "listening on ".len()..].trim().to_string());
+                }
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let Ok(url) = url_rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "wxlogin did not start listening: {:?}",
+                log.lock().unwrap_or_else(|p| p.into_inner())
+            );
+        };
+        Binary {
+            child,
+            url,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// Every line it logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for it to exit, then returns how, with everything it logged.
+    pub fn wait_exit(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("wait for wxlogin");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.log_lines())
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,13 +5,12 @@
 //! `/healthz` and a login answer within a second, nothing panicked, and its thread and
 //! descriptor counts come back near the baseline taken before the attack.
 
-use crate::helpers::{FakeWechat, TestDb};
+use crate::helpers::{Binary, FakeWechat, TestDb};
 use serde_json::json;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use wiremock::ResponseTemplate;
 
@@ -51,10 +50,9 @@ fn usage_of(pid: u32) -> Usage {
 
 /// The `wxlogin` binary, one process per test, against a fake WeChat that accepts every code.
 struct Service {
-    child: Child,
+    binary: Binary,
     addr: SocketAddr,
     /// Every line the process wrote to stderr so far.
-    log: Arc<Mutex<Vec<String>>>,
     baseline: Usage,
     logins: AtomicUsize,
     _wechat: FakeWechat,
@@ -75,67 +73,13 @@ impl Service {
             ResponseTemplate::new(200)
                 .set_body_json(json!({"openid": "o-hostile", "session_key": "a2V5"})),
         );
-        let program = env!("CARGO_BIN_EXE_wxlogin");
-        let mut command = match launcher.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(program);
-                c
-            }
-            None => Command::new(program),
-        };
-        command
-            .env_clear()
-            .env("WXLOGIN_BIND", "127.0.0.1:0")
-            .env("WXLOGIN_THREADS", "4")
-            .env("WECHAT_API_BASE", wechat.uri())
-            .env("WECHAT_APPID", "wxhostile")
-            .env("WECHAT_SECRET", "s")
-            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
-            .env("DATABASE_URL", db.url_text())
-            .env("RUST_LOG", "info");
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the wxlogin binary");
-
-        // Read stderr for good (a full pipe would block the process), handing over the URL.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (url_tx, url_rx) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on ") {
-                    let _ = url_tx.send(line[at + "listening on ".len()..].trim().to_string());
-                }
-                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        let url = match url_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "wxlogin did not start listening: {:?}",
-                    log.lock().unwrap_or_else(|p| p.into_inner())
-                );
-            }
-        };
-        let addr = url
-            .trim_start_matches("http://")
-            .parse()
-            .expect("a socket address");
+        let mut all = vec![("WXLOGIN_THREADS", "4"), ("WECHAT_APPID", "wxhostile")];
+        all.extend_from_slice(vars);
+        let binary = Binary::start(launcher, &wechat.uri(), &db, &all);
+        let addr = binary.addr();
         let mut service = Service {
-            child,
+            binary,
             addr,
-            log,
             baseline: Usage { threads: 0, fds: 0 },
             logins: AtomicUsize::new(0),
             _wechat: wechat,
@@ -148,7 +92,7 @@ impl Service {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.binary.child.id()
     }
 
     fn usage(&self) -> Usage {
@@ -157,7 +101,7 @@ impl Service {
 
     /// Every line the process logged so far.
     fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.binary.log_lines()
     }
 
     fn log_has(&self, text: &str) -> bool {
@@ -216,7 +160,7 @@ impl Service {
     }
 
     fn assert_alive(&mut self, when: &str) {
-        if let Some(exit) = self.child.try_wait().unwrap() {
+        if let Some(exit) = self.binary.child.try_wait().unwrap() {
             panic!(
                 "{when}: wxlogin exited ({exit:?}); its log: {:?}",
                 self.log_lines()
@@ -262,13 +206,6 @@ impl Service {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,10 +1,9 @@
 //! Faults the service must survive: a panicking handler, WeChat busy or unreachable for a
 //! moment, and shutdown with requests in flight (in-process and via SIGTERM to the binary).
 
-use crate::helpers::{capture_logs, spawn_app, AppBuilder, FakeWechat, Secrets, TestDb};
+use crate::helpers::{capture_logs, spawn_app, AppBuilder, Binary, FakeWechat, Secrets, TestDb};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use wiremock::ResponseTemplate;
@@ -178,58 +177,12 @@ fn shutdown_gives_up_on_requests_slower_than_the_drain_timeout() {
     drop(login);
 }
 
-/// The `wxlogin` binary running as a child process, with its stderr to read.
-struct Binary {
-    child: std::process::Child,
-    stderr: BufReader<std::process::ChildStderr>,
-    url: String,
-}
-
-/// Starts the binary (through `launcher`, e.g. `prlimit`, when given) and waits for its
-/// "listening on" line.
-fn start_binary(launcher: &[&str], upstream: &str, db: &TestDb) -> Binary {
-    let program = env!("CARGO_BIN_EXE_wxlogin");
-    let mut command = match launcher.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(program);
-            c
-        }
-        None => Command::new(program),
-    };
-    let mut child = command
-        .env_clear()
-        .env("WXLOGIN_BIND", "127.0.0.1:0")
-        .env("WXLOGIN_THREADS", "8")
-        .env("WECHAT_API_BASE", upstream)
-        .env("WECHAT_APPID", "wxbinary")
-        .env("WECHAT_SECRET", "s")
-        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
-        .env("DATABASE_URL", db.url_text())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the wxlogin binary");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "wxlogin exited early"
-        );
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().to_string();
-        }
-    };
-    Binary { child, stderr, url }
-}
-
 #[test]
 fn sigterm_drains_the_binary_and_it_exits_0() {
     let wechat = FakeWechat::start();
     wechat.answer_jscode2session(session("o-sigterm").set_delay(Duration::from_millis(800)));
     let db = TestDb::sqlite();
-    let mut binary = start_binary(&[], &wechat.uri(), &db);
+    let mut binary = Binary::start(&[], &wechat.uri(), &db, &[]);
     let login = login_in_background(&binary.url, "c-sigterm");
     wait_for_upstream_calls(&wechat, 1);
 
@@ -238,12 +191,11 @@ fn sigterm_drains_the_binary_and_it_exits_0() {
         .status()
         .unwrap();
     let (status, text) = login.join().unwrap();
-    let exit = binary.child.wait().unwrap();
+    let (exit, rest) = binary.wait_exit();
 
     assert!(killed.success());
     assert_eq!(status, 200, "{text}");
     assert!(exit.success(), "exit status {exit:?}");
-    let rest: Vec<String> = binary.stderr.lines().map_while(Result::ok).collect();
     assert!(
         rest.iter().any(|l| l.contains("stopped cleanly")),
         "{rest:?}"
@@ -258,22 +210,15 @@ fn sigterm_drains_the_binary_and_it_exits_0() {
 #[test]
 fn the_binary_exits_1_when_its_listener_dies() {
     let db = TestDb::sqlite();
-    let mut binary = start_binary(
-        &[
-            "env",
-            "WXLOGIN_MAX_CONNECTIONS=1000",
-            "prlimit",
-            "--nofile=48:48",
-            "--",
-        ],
+    let mut binary = Binary::start(
+        &["prlimit", "--nofile=48:48", "--"],
         "http://127.0.0.1:9",
         &db,
+        &[("WXLOGIN_MAX_CONNECTIONS", "1000")],
     );
-    let addr = binary.url.trim_start_matches("http://").to_string();
-
     // Hold connections open until accept() runs out of descriptors. Once it has, new
     // connections only queue in the kernel's backlog, so each attempt is bounded.
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let addr = binary.addr();
     let mut held = Vec::new();
     let exit = loop {
         if let Some(exit) = binary.child.try_wait().unwrap() {
@@ -289,8 +234,8 @@ fn the_binary_exits_1_when_its_listener_dies() {
         }
     };
 
+    let (_, rest) = binary.wait_exit();
     assert_eq!(exit.code(), Some(1), "{exit:?}");
-    let rest: Vec<String> = binary.stderr.lines().map_while(Result::ok).collect();
     assert!(
         rest.iter().any(|l| l.contains("the listener failed")),
         "{rest:?}"
