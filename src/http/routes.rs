@@ -47,6 +47,19 @@ struct Spec {
 }
 
 impl Route {
+    /// Every route, for what must list them all (the OpenAPI document's test): a new variant goes
+    /// here too.
+    pub const ALL: [Route; 8] = [
+        Route::Login,
+        Route::Me,
+        Route::AvatarUpload,
+        Route::AvatarFile,
+        Route::Phone,
+        Route::Health,
+        Route::Ready,
+        Route::Metrics,
+    ];
+
     /// The route of a path (without its query), if any.
     pub fn of(path: &str) -> Option<Route> {
         Some(match path {
@@ -91,6 +104,16 @@ impl Route {
     /// A fixed label per route, for logs and metrics.
     pub fn label(self) -> &'static str {
         self.spec().label
+    }
+
+    /// The path as an OpenAPI path template (`/avatars/{file}`): the label.
+    pub fn path_template(self) -> &'static str {
+        self.spec().label
+    }
+
+    /// The methods the route takes, in its `Allow` order.
+    pub fn methods(self) -> Vec<&'static str> {
+        self.spec().handlers.iter().map(|(m, _)| *m).collect()
     }
 
     /// The largest body this route reads: tiny_http's connection threads refuse a longer one
@@ -369,16 +392,7 @@ fn metrics(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error>
 mod tests {
     use super::*;
 
-    const ALL: [Route; 8] = [
-        Route::Login,
-        Route::Me,
-        Route::AvatarUpload,
-        Route::AvatarFile,
-        Route::Phone,
-        Route::Health,
-        Route::Ready,
-        Route::Metrics,
-    ];
+    const ALL: [Route; 8] = Route::ALL;
 
     #[test]
     fn allow_lists_exactly_the_methods_with_handlers() {

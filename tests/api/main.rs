@@ -9,6 +9,7 @@ mod http;
 mod layout;
 mod login;
 mod migrations;
+mod openapi;
 mod profile;
 mod properties;
 mod resilience;
