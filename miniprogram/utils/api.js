@@ -1,9 +1,21 @@
 // utils/api.js — every call to the wxlogin server goes through here.
 //
-// - login(): wx.login() → POST /api/wxuser {code} → the token is kept in storage ('token').
-// - get/put/post/upload: add `Authorization: <token>` (the server hands out the whole
-//   "Bearer <jwt>" string, so it is sent as is). When the server answers 401 (token missing,
-//   expired, or signed with an older key), they log in again ONCE and repeat the call ONCE.
+// The session in storage:
+// - 'token': "Bearer <access token>", sent as is in `Authorization` (the key and the format of
+//   the previous release, so a token stored by it keeps working);
+// - 'refresh_token': the opaque refresh token (absent for state stored by the previous release,
+//   or when the server hands none out).
+//
+// - login(): wx.login() → POST /api/wxuser {code} → both tokens stored. ensureLogin() (the
+//   launch) does that only when nothing is stored.
+// - get/put/post/upload: add `Authorization`. On a 401 (access token expired, revoked, or signed
+//   with a key the server no longer has) they renew the session ONCE and repeat the call ONCE:
+//   renewing is POST /api/token/refresh {refresh_token} (both tokens rotate); when the server
+//   refuses the refresh token (4xx, e.g. "refresh_token_reused"), or there is none, it is a
+//   silent wx.login() + POST /api/wxuser. Every call that gets a 401 meanwhile shares that one
+//   renewal. If the repeated call fails too, its error is returned: there is no loop.
+// - logout() / logoutAll(): POST /api/logout (this session) or /api/logout/all (every session of
+//   the user), then the tokens are removed from storage.
 // - Everything returns a Promise. It resolves with the server's JSON body on 2xx and rejects
 //   with an Error carrying `statusCode` (0 for a network failure) and the server's `message`,
 //   which is safe to show to the user.
@@ -14,23 +26,60 @@
 const config = require('../config.js');
 
 const TOKEN_KEY = 'token';
+const REFRESH_KEY = 'refresh_token';
 
 // The login in flight (a Promise), or null.
 let pendingLogin = null;
+// The renewal after a 401 in flight (refresh, then wx.login if the refresh is refused), or null.
+let pendingRenewal = null;
 
-function apiError(statusCode, message) {
+function apiError(statusCode, message, code) {
   const err = new Error(message);
   err.statusCode = statusCode;
+  if (code) {
+    err.code = code; // the server's machine-readable "error", e.g. "refresh_token_reused"
+  }
   return err;
 }
 
 // A non-2xx answer as an Error with the server's message ({"status":…,"message":"…"}).
 function answerError(res) {
   const body = res.data;
-  const message = body && typeof body === 'object' && body.message
+  const isObject = body && typeof body === 'object';
+  const message = isObject && body.message
     ? body.message
     : 'server answered HTTP ' + res.statusCode;
-  return apiError(res.statusCode, message);
+  return apiError(res.statusCode, message, isObject ? body.error : undefined);
+}
+
+function isSuccess(res) {
+  return res.statusCode >= 200 && res.statusCode < 300;
+}
+
+// Stores the tokens of a login or refresh answer. The access token goes in as the header value
+// ("Bearer <access>"); `token` carries exactly that, `token_type` + `access_token` too. A server
+// that hands out no refresh token (the previous release) leaves none behind: an old one would
+// belong to another session.
+function storeSession(data) {
+  const header = data.access_token
+    ? (data.token_type || 'Bearer') + ' ' + data.access_token
+    : data.token;
+  wx.setStorageSync(TOKEN_KEY, header);
+  if (data.refresh_token) {
+    wx.setStorageSync(REFRESH_KEY, data.refresh_token);
+  } else {
+    wx.removeStorageSync(REFRESH_KEY);
+  }
+}
+
+function clearSession() {
+  wx.removeStorageSync(TOKEN_KEY);
+  wx.removeStorageSync(REFRESH_KEY);
+}
+
+// Settles the same way whatever happened: for "wait until that is over".
+function settled(promise) {
+  return promise.then(() => undefined, () => undefined);
 }
 
 // wx.login() as a Promise of the one-time code.
@@ -97,8 +146,9 @@ function sendFile(path, filePath, token) {
   });
 }
 
-// Logs in: wx.login() → POST /api/wxuser → token in storage. Resolves with the server's answer
-// ({status, token, messages, profile}). Callers at the same time share one login.
+// Logs in: wx.login() → POST /api/wxuser → tokens in storage. Resolves with the server's answer
+// ({status, token, access_token, refresh_token, …, profile}). Callers at the same time share
+// one login.
 function login() {
   if (pendingLogin) {
     return pendingLogin;
@@ -106,10 +156,10 @@ function login() {
   pendingLogin = wxLogin()
     .then((code) => send('POST', '/api/wxuser', { code: code }))
     .then((res) => {
-      if (res.statusCode !== 200 || !res.data || !res.data.token) {
+      if (res.statusCode !== 200 || !res.data || !(res.data.access_token || res.data.token)) {
         throw answerError(res);
       }
-      wx.setStorageSync(TOKEN_KEY, res.data.token);
+      storeSession(res.data);
       return res.data;
     })
     .then(
@@ -125,10 +175,66 @@ function login() {
   return pendingLogin;
 }
 
-// The token to use now: waits for a login in flight, logs in if there is no token yet.
-function currentToken() {
+// POST /api/token/refresh with the stored refresh token → both new tokens stored. A refresh
+// token the server refuses (4xx: unknown, expired, revoked, or reused after rotation, which
+// also revokes its session) is dead: it is removed. A network error or a 5xx says nothing
+// about the token: it stays, for the next try.
+function refresh() {
+  const refreshToken = wx.getStorageSync(REFRESH_KEY);
+  if (!refreshToken) {
+    return Promise.reject(apiError(401, 'no refresh token'));
+  }
+  return send('POST', '/api/token/refresh', { refresh_token: refreshToken }).then((res) => {
+    if (res.statusCode === 200 && res.data && res.data.access_token && res.data.refresh_token) {
+      storeSession(res.data);
+      return res.data;
+    }
+    if (res.statusCode >= 400 && res.statusCode < 500
+      && wx.getStorageSync(REFRESH_KEY) === refreshToken) {
+      wx.removeStorageSync(REFRESH_KEY);
+    }
+    throw answerError(res);
+  });
+}
+
+// The renewal after a 401, shared by every caller that asks while it runs: a refresh, and when
+// the server refuses the refresh token (or there is none), a silent login. With
+// `relogin: false` (logout) a refused refresh token ends it: there is no session left to end.
+function renew(relogin) {
+  if (pendingRenewal) {
+    return pendingRenewal;
+  }
   if (pendingLogin) {
-    return pendingLogin.then(() => wx.getStorageSync(TOKEN_KEY));
+    return pendingLogin;
+  }
+  const hasRefreshToken = Boolean(wx.getStorageSync(REFRESH_KEY));
+  let attempt = hasRefreshToken ? refresh() : Promise.reject(apiError(401, 'no refresh token'));
+  attempt = attempt.catch((err) => {
+    const refused = err.statusCode >= 400 && err.statusCode < 500;
+    if (!refused || relogin === false) {
+      throw err;
+    }
+    return login();
+  });
+  pendingRenewal = attempt.then(
+    () => {
+      pendingRenewal = null;
+    },
+    (err) => {
+      pendingRenewal = null;
+      throw err;
+    }
+  );
+  return pendingRenewal;
+}
+
+// The token to use now: waits for a login or renewal in flight, logs in if there is no token.
+function currentToken() {
+  if (pendingLogin || pendingRenewal) {
+    return settled(pendingRenewal || pendingLogin).then(() => {
+      const token = wx.getStorageSync(TOKEN_KEY);
+      return token ? token : login().then(() => wx.getStorageSync(TOKEN_KEY));
+    });
   }
   const token = wx.getStorageSync(TOKEN_KEY);
   if (token) {
@@ -137,34 +243,106 @@ function currentToken() {
   return login().then(() => wx.getStorageSync(TOKEN_KEY));
 }
 
-// Runs `call(token)`. On a 401: logs in again and runs it once more, with the new token.
-// If another call already replaced the token meanwhile, no new login is needed: retry with it.
-function withToken(call) {
-  return currentToken()
-    .then((token) => call(token).then((res) => {
-      if (res.statusCode !== 401) {
-        return res;
-      }
-      let relogin;
-      if (pendingLogin) {
-        relogin = pendingLogin;
-      } else if (wx.getStorageSync(TOKEN_KEY) !== token) {
-        relogin = Promise.resolve();
-      } else {
-        relogin = login();
-      }
-      return relogin.then(() => call(wx.getStorageSync(TOKEN_KEY)));
-    }))
-    .then((res) => {
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        return res.data;
-      }
-      throw answerError(res);
+// Runs `call(token)`; on a 401, renews the session and runs it once more, with the new token.
+// If another call already replaced the token meanwhile, no renewal is needed: retry with it.
+// Resolves with the last {statusCode, data}, whatever its status.
+function authorized(call, relogin) {
+  return currentToken().then((token) => call(token).then((res) => {
+    if (res.statusCode !== 401) {
+      return res;
+    }
+    let renewal;
+    if (pendingRenewal || pendingLogin) {
+      // Another caller is renewing: share its outcome, its failure included.
+      renewal = pendingRenewal || pendingLogin;
+    } else if (wx.getStorageSync(TOKEN_KEY) && wx.getStorageSync(TOKEN_KEY) !== token) {
+      // Another caller renewed while this call was on its way: its tokens are the new ones.
+      renewal = Promise.resolve();
+    } else {
+      renewal = renew(relogin);
+    }
+    // Whatever happens next, this call is repeated at most once: never a second renewal.
+    return renewal.then(() => {
+      const fresh = wx.getStorageSync(TOKEN_KEY);
+      return fresh ? call(fresh) : res;
     });
+  }));
+}
+
+function withToken(call) {
+  return authorized(call).then((res) => {
+    if (isSuccess(res)) {
+      return res.data;
+    }
+    throw answerError(res);
+  });
+}
+
+// Ends a session on the server, then forgets the tokens here, whatever the server said: the
+// user asked to be logged out. Resolves when the server ended it (or it had already ended:
+// a 401 after a refused refresh); rejects with the server's or the network's error otherwise,
+// the tokens being gone all the same.
+function endSession(path, relogin) {
+  const waitIdle = settled(pendingRenewal || pendingLogin || Promise.resolve());
+  return waitIdle
+    .then(() => {
+      if (!relogin && !wx.getStorageSync(TOKEN_KEY)) {
+        return { statusCode: 200, data: null }; // no session here: nothing to end
+      }
+      return authorized((token) => send('POST', path, {}, token), relogin);
+    })
+    .catch((err) => {
+      // Without a re-login, a refused refresh token means the session is already over.
+      if (!relogin && err.statusCode === 401) {
+        return { statusCode: 401, data: null };
+      }
+      throw err;
+    })
+    .then(
+      (res) => {
+        clearSession();
+        if (!isSuccess(res) && !(res.statusCode === 401 && !relogin)) {
+          throw answerError(res);
+        }
+        return res.data;
+      },
+      (err) => {
+        clearSession();
+        throw err;
+      }
+    );
+}
+
+// At launch: keeps the stored session if there is one (no network at all: its first 401, if
+// any, renews it), logs in otherwise. Every login starts a new session on the server (one more
+// line in GET /api/me/sessions), so logging in at each launch would pile them up. Resolves with
+// the login answer when it logged in, with null when it kept the stored session.
+function ensureLogin() {
+  if (pendingLogin) {
+    return pendingLogin;
+  }
+  if (wx.getStorageSync(TOKEN_KEY)) {
+    return Promise.resolve(null);
+  }
+  return login();
 }
 
 module.exports = {
   login: login,
+  ensureLogin: ensureLogin,
+
+  // Logs out this device: POST /api/logout with the access token (after one refresh if it has
+  // expired; never a new login just to end it), then clears the stored tokens.
+  logout() {
+    return endSession('/api/logout', false);
+  },
+
+  // Logs out every device of this user: POST /api/logout/all, then clears the stored tokens.
+  // This one may log in again first (the refresh token may be the very one that was stolen):
+  // ending the other sessions is the point.
+  logoutAll() {
+    return endSession('/api/logout/all', true);
+  },
 
   // GET path → the JSON body.
   get(path) {

@@ -94,7 +94,7 @@ test('WXML is balanced and its event handlers exist on the page', () => {
   }
 });
 
-test('the index page has the three WeChat widgets wired as documented', () => {
+test('the index page has the three WeChat widgets and the logout buttons wired as documented', () => {
   const tags = wxmlTags(read('pages/index/index.wxml'), 'index.wxml');
   const find = (pattern) => tags.find(({ attributes }) => pattern.test(attributes));
   assert.match(find(/open-type="chooseAvatar"/)?.attributes ?? '', /bind:chooseavatar="onChooseAvatar"/);
@@ -102,4 +102,6 @@ test('the index page has the three WeChat widgets wired as documented', () => {
   assert.match(nickname, /bindblur="onNickname"/);
   assert.match(nickname, /bindconfirm="onNickname"/);
   assert.match(find(/open-type="getPhoneNumber"/)?.attributes ?? '', /bindgetphonenumber="onGetPhoneNumber"/);
+  assert.ok(find(/bindtap="onLogout"/), 'a logout button');
+  assert.ok(find(/bindtap="onLogoutAll"/), 'a "log out everywhere" button');
 });

@@ -1,6 +1,8 @@
 // utils/api.js's promise: a 401 (token expired, forged, from an older key, or missing) leads to
 // exactly one new login and one retry, concurrent callers share that login, and a login that
-// cannot succeed ends in an error instead of a loop.
+// cannot succeed ends in an error instead of a loop. These are the paths without a refresh token
+// (state stored by the previous release, or a refresh token the server refused): the refresh
+// itself is session.test.mjs's.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { event } from './support/miniprogram.mjs';
@@ -19,6 +21,8 @@ await forEachBackend('re-login on 401', (ctx) => {
     const good = client.wx.getStorageSync('token');
     assert.ok(good, 'silent login stored a token');
     client.wx.setStorageSync('token', badToken(good));
+    // No refresh token: a 401 must go to wx.login (with one, it would be refreshed instead).
+    client.wx.removeStorageSync('refresh_token');
     client.sim.calls.login = 0;
     client.sim.calls.request.length = 0;
     return client;
@@ -109,6 +113,7 @@ await forEachBackend('re-login on 401', (ctx) => {
     await page.loaded; // this re-logs in; spoil the new token again for the upload
     client.wx.setStorageSync('token', resignToken(client.wx.getStorageSync('token'),
       ctx.stack.server.jwtSecret, { exp: now() - 3600 }));
+    client.wx.removeStorageSync('refresh_token'); // the re-login path, as above
     client.sim.calls.login = 0;
 
     const file = await writeTempFile(ctx, `${user}.png`, png({ rgba: [1, 2, 3, 255] }));

@@ -12,7 +12,8 @@ Page({
   data: {
     loading: true, // true until GET /api/me has answered
     user: null,    // the profile from GET /api/me: openid, nickName, avatarUrl, gender, phoneNumber…
-    error: ''      // why the profile could not be loaded
+    error: '',     // why the profile could not be loaded
+    loggedOut: false // true after a logout, until the user logs in again
   },
 
   onLoad() {
@@ -23,9 +24,11 @@ Page({
     return this.loadProfile().then(() => wx.stopPullDownRefresh());
   },
 
-  // GET /api/me → what the server has stored about this user.
+  // GET /api/me → what the server has stored about this user. With no session (after a
+  // logout, or the launch login failed), utils/api.js logs in silently first: the "log in
+  // again" button is this very handler.
   loadProfile() {
-    this.setData({ loading: true, error: '' });
+    this.setData({ loading: true, error: '', loggedOut: false });
     return api.get('/api/me').then(
       (res) => this.setData({ loading: false, user: res.user }),
       (err) => this.setData({ loading: false, error: err.message })
@@ -70,6 +73,34 @@ Page({
       },
       (err) => {
         this.savingNickName = null;
+        showError(err);
+      }
+    );
+  },
+
+  // "退出登录": ends this device's session on the server (POST /api/logout) and forgets its
+  // tokens. The page then shows nothing of the user until they log in again.
+  onLogout() {
+    return this.endSession(api.logout());
+  },
+
+  // "退出所有设备": ends every session of this user, on every phone (POST /api/logout/all).
+  onLogoutAll() {
+    return this.endSession(api.logoutAll());
+  },
+
+  // The tokens are gone here whether or not the server answered: show the user as logged out
+  // either way, and say so when the server could not confirm.
+  endSession(ending) {
+    wx.showLoading({ title: '退出中', mask: true });
+    return ending.then(
+      () => {
+        wx.hideLoading();
+        this.setData({ user: null, loggedOut: true });
+      },
+      (err) => {
+        wx.hideLoading();
+        this.setData({ user: null, loggedOut: true });
         showError(err);
       }
     );
