@@ -514,6 +514,64 @@ mod tests {
             DatabaseUrl::Sqlite(PathBuf::from("wxlogin.db"))
         );
         assert!(!c.jwt_secret_generated);
+        assert_eq!(c.jwt.ttl, Duration::from_secs(7200));
+        assert_eq!(c.jwt.issuer, "wxlogin");
+        assert_eq!(c.jwt.audience, "wxappid");
+        assert_eq!(
+            c.jwt.signing_key,
+            KeyMaterial::Derived(Secret::new("0123456789abcdef0123456789abcdef"))
+        );
+        assert_eq!(c.sessions.refresh_ttl, DEFAULT_REFRESH_TTL);
+        assert_eq!(c.sessions.max_age, DEFAULT_SESSION_MAX_AGE);
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(30));
+        assert_eq!(c.sessions.revocation_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_issuer_defaults_to_the_public_url_and_a_pem_file_replaces_the_derived_key() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-key-{}", random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem_path = dir.join("key.pem");
+        let pem = jwt_simple::algorithms::ES256KeyPair::generate()
+            .to_pem()
+            .unwrap();
+        std::fs::write(&pem_path, &pem).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN SECRET-----").unwrap();
+        let pem_text = pem_path.display().to_string();
+        let previous = format!("{pem_text}, the-previous-jwt-secret-0123456789");
+        let garbage_text = garbage.display().to_string();
+        let with_vars = |extra: &[(&str, &str)]| {
+            let mut vars: Vec<(&str, &str)> = REAL.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let c = with_vars(&[
+            ("WXLOGIN_PUBLIC_URL", "https://login.example.com"),
+            ("WXLOGIN_SIGNING_KEY_FILE", &pem_text),
+            ("WXLOGIN_PREVIOUS_SIGNING_KEYS", &previous),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt.issuer, "https://login.example.com");
+        assert_eq!(
+            c.jwt.signing_key,
+            KeyMaterial::Pem(Secret::new(pem.clone()))
+        );
+        assert_eq!(
+            c.jwt.previous_keys,
+            vec![
+                KeyMaterial::Pem(Secret::new(pem)),
+                KeyMaterial::Derived(Secret::new("the-previous-jwt-secret-0123456789"))
+            ]
+        );
+        let issuer = config(&with(&[("WXLOGIN_ISSUER", "https://issuer.example.com")])).unwrap();
+        assert_eq!(issuer.jwt.issuer, "https://issuer.example.com");
+        let err = with_vars(&[("WXLOGIN_SIGNING_KEY_FILE", &garbage_text)]).unwrap_err();
+        assert!(
+            err.starts_with("WXLOGIN_SIGNING_KEY_FILE") && !err.contains("BEGIN SECRET"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -542,6 +600,27 @@ mod tests {
                 "WXLOGIN_PUBLIC_URL",
             ),
             (&[("DATABASE_URL", "sqlite://")], "DATABASE_URL"),
+            (&[("WXLOGIN_REFRESH_TTL", "10s")], "WXLOGIN_REFRESH_TTL"),
+            (
+                &[("WXLOGIN_SESSION_MAX_AGE", "soon")],
+                "WXLOGIN_SESSION_MAX_AGE",
+            ),
+            (
+                &[("WXLOGIN_REFRESH_REUSE_GRACE", "1h")],
+                "WXLOGIN_REFRESH_REUSE_GRACE",
+            ),
+            (
+                &[("WXLOGIN_REVOCATION_DELAY", "1d")],
+                "WXLOGIN_REVOCATION_DELAY",
+            ),
+            (
+                &[("WXLOGIN_SIGNING_KEY_FILE", "/nonexistent/key.pem")],
+                "WXLOGIN_SIGNING_KEY_FILE",
+            ),
+            (
+                &[("WXLOGIN_PREVIOUS_SIGNING_KEYS", "short-old-secret")],
+                "WXLOGIN_PREVIOUS_SIGNING_KEYS",
+            ),
         ];
         for (extra, variable) in cases {
             let err = config(&with(extra)).expect_err(&format!("{extra:?} should be rejected"));
