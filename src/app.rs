@@ -1,6 +1,6 @@
 //! The composition root: the one place that turns a [`Config`] into running services.
 //!
-//! It opens the store, builds the WeChat client, the token issuer, the metrics and the use cases
+//! It opens the store, builds the WeChat client, the token issuer, the sessions, the metrics and the use cases
 //! that share them. `main` calls [`App::build`] and hands the result to the HTTP server; tests
 //! call it too, or [`App::with_store`] to share a store they opened themselves.
 
@@ -10,6 +10,7 @@ use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::phone::PhoneService;
 use crate::profile::ProfileService;
+use crate::session::SessionService;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
 use crate::token::TokenIssuer;
 use crate::wechat::WechatClient;
@@ -39,6 +40,7 @@ pub struct App {
     pub(crate) login: LoginService,
     pub(crate) phone: PhoneService,
     pub(crate) profiles: ProfileService,
+    pub(crate) sessions: Arc<SessionService>,
     pub(crate) tokens: Arc<TokenIssuer>,
     pub(crate) store: Arc<dyn UserStore>,
     pub(crate) metrics: Arc<Metrics>,
@@ -62,6 +64,12 @@ impl App {
     /// Builds the services on a store the caller opened (tests share one with the server).
     pub fn with_store(config: &Config, store: Arc<dyn UserStore>) -> App {
         let tokens = Arc::new(TokenIssuer::new(&config.jwt));
+        let sessions = Arc::new(SessionService::new(
+            store.clone(),
+            tokens.clone(),
+            config.sessions.clone(),
+            &config.jwt.secret,
+        ));
         let metrics = Arc::new(Metrics::new());
         let wechat = WechatClient::new(config.wechat.clone(), metrics.clone());
         // A request waiting on another's upstream call waits at most that call's own bound
@@ -72,13 +80,14 @@ impl App {
             login: LoginService::new(
                 wechat.clone(),
                 config.wechat.appid.clone(),
-                tokens.clone(),
+                sessions.clone(),
                 store.clone(),
                 config.code_replay_window,
                 wait_limit,
             ),
             phone: PhoneService::new(wechat, access_tokens, store.clone()),
             profiles: ProfileService::new(store.clone(), config.public_url.clone()),
+            sessions,
             tokens,
             store,
             metrics,

@@ -4,6 +4,7 @@
 //! `.env` files), so a bad value stops start-up with a message that names the variable and says how
 //! to fix it, instead of surfacing later as a confusing runtime failure.
 
+use crate::keys::KeyMaterial;
 use crate::net::is_loopback_url;
 use crate::secret::{random_hex, Secret};
 use crate::store::DatabaseUrl;
@@ -21,12 +22,25 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://wxlogin.db";
 pub const DEFAULT_THREADS: usize = 256;
 /// Default bound on the whole jscode2session round trip.
 pub const DEFAULT_WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default token lifetime: the seed's `8640h` (360 days).
-pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(8640 * 3600);
+/// Default access-token lifetime: short, because a refresh token renews it and a stolen access
+/// token is only revoked within `WXLOGIN_REVOCATION_DELAY` where it is checked by wxlogin, and
+/// never where a backend checks it with the JWKS alone.
+pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(2 * 3600);
 /// Longest `JWT_TTL`: ten years, well inside the JWT library's 32-bit time arithmetic.
 pub const MAX_JWT_TTL: Duration = Duration::from_secs(3650 * 86_400);
-/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+/// `JWT_SECRET` is the input of every key derived from it (HKDF): less than 32 bytes of it is
+/// less than the 128-bit strength of the P-256 key it becomes.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Default `WXLOGIN_ISSUER` when `WXLOGIN_PUBLIC_URL` is not set either.
+pub const DEFAULT_ISSUER: &str = "wxlogin";
+/// Default `WXLOGIN_REFRESH_TTL`: a session unused this long ends.
+pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// Default `WXLOGIN_SESSION_MAX_AGE`: a session ends this long after its login, used or not.
+pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(180 * 86_400);
+/// Default `WXLOGIN_REFRESH_REUSE_GRACE`.
+pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(30);
+/// Default `WXLOGIN_REVOCATION_DELAY`.
+pub const DEFAULT_REVOCATION_DELAY: Duration = Duration::from_secs(5);
 
 /// Everything the service needs to know about WeChat.
 #[derive(Clone, Debug)]
@@ -39,11 +53,37 @@ pub struct WechatConfig {
     pub timeout: Duration,
 }
 
-/// How tokens are signed.
+/// How access tokens are signed and what they say.
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
+    /// `JWT_SECRET`: the input of the derived signing key (unless a key file is given) and of
+    /// the refresh-token key.
     pub secret: Secret,
+    /// Access-token lifetime (`JWT_TTL`).
     pub ttl: Duration,
+    /// The key that signs: `WXLOGIN_SIGNING_KEY_FILE`, else derived from `JWT_SECRET`.
+    pub signing_key: KeyMaterial,
+    /// Keys still accepted and published, never used to sign (`WXLOGIN_PREVIOUS_SIGNING_KEYS`).
+    pub previous_keys: Vec<KeyMaterial>,
+    /// `iss` (`WXLOGIN_ISSUER`, else `WXLOGIN_PUBLIC_URL`, else `wxlogin`).
+    pub issuer: String,
+    /// `aud`: the mini-program's AppID.
+    pub audience: String,
+}
+
+/// How sessions live and end.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Each refresh extends the session this long (`WXLOGIN_REFRESH_TTL`)...
+    pub refresh_ttl: Duration,
+    /// ...but never beyond this long after its login (`WXLOGIN_SESSION_MAX_AGE`).
+    pub max_age: Duration,
+    /// How long a rotated refresh token still gets the pair its rotation produced
+    /// (`WXLOGIN_REFRESH_REUSE_GRACE`); later it is treated as stolen.
+    pub reuse_grace: Duration,
+    /// How long a node may trust its cached answer to "is this session revoked?"
+    /// (`WXLOGIN_REVOCATION_DELAY`); zero asks the database on every request.
+    pub revocation_delay: Duration,
 }
 
 /// The whole configuration.
@@ -53,6 +93,7 @@ pub struct Config {
     pub threads: usize,
     pub wechat: WechatConfig,
     pub jwt: JwtConfig,
+    pub sessions: SessionConfig,
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
@@ -171,7 +212,7 @@ impl Config {
                 Some(d) if d >= Duration::from_secs(60) && d <= MAX_JWT_TTL => d,
                 _ => {
                     return Err(format!(
-                        "JWT_TTL: {text:?} is not a token lifetime; use a duration from 60s to 3650d such as 7d, 8640h or 30m"
+                        "JWT_TTL: {text:?} is not a token lifetime; use a duration from 60s to 3650d such as 2h, 30m or 1d (default 2h)"
                     ))
                 }
             },
@@ -255,6 +296,73 @@ impl Config {
             }
         };
 
+        let issuer = match get("WXLOGIN_ISSUER") {
+            Some(issuer) if issuer.trim().len() <= 256 => issuer.trim().to_string(),
+            Some(_) => {
+                return Err(
+                    "WXLOGIN_ISSUER: longer than 256 characters; use this service's URL, e.g. https://login.example.com".into(),
+                )
+            }
+            None => public_url.clone().unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        };
+
+        let signing_key = match get("WXLOGIN_SIGNING_KEY_FILE") {
+            None => KeyMaterial::Derived(jwt_secret.clone()),
+            Some(path) => pem_file("WXLOGIN_SIGNING_KEY_FILE", path.trim())?,
+        };
+        let mut previous_keys = Vec::new();
+        for item in get("WXLOGIN_PREVIOUS_SIGNING_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let is_file = (item.starts_with('/') || item.starts_with('.'))
+                && std::path::Path::new(item).is_file();
+            let material = if is_file {
+                pem_file("WXLOGIN_PREVIOUS_SIGNING_KEYS", item)?
+            } else if key_bytes(item) >= MIN_JWT_SECRET_BYTES {
+                KeyMaterial::Derived(Secret::new(item))
+            } else {
+                return Err(format!(
+                    "WXLOGIN_PREVIOUS_SIGNING_KEYS: item {} is neither a readable PEM file (a path starting with / or .) nor a secret of at least {MIN_JWT_SECRET_BYTES} non-whitespace bytes (a previous JWT_SECRET); separate items with commas",
+                    previous_keys.len() + 1
+                ));
+            };
+            previous_keys.push(material);
+        }
+
+        let sessions = SessionConfig {
+            refresh_ttl: bounded_duration(
+                &get,
+                "WXLOGIN_REFRESH_TTL",
+                DEFAULT_REFRESH_TTL,
+                (Duration::from_secs(60), MAX_JWT_TTL),
+                "a session's idle lifetime; use a duration from 60s to 3650d such as 30d (default 30d)",
+            )?,
+            max_age: bounded_duration(
+                &get,
+                "WXLOGIN_SESSION_MAX_AGE",
+                DEFAULT_SESSION_MAX_AGE,
+                (Duration::from_secs(60), MAX_JWT_TTL),
+                "a session's longest life; use a duration from 60s to 3650d such as 180d (default 180d)",
+            )?,
+            reuse_grace: bounded_duration(
+                &get,
+                "WXLOGIN_REFRESH_REUSE_GRACE",
+                DEFAULT_REFRESH_REUSE_GRACE,
+                (Duration::ZERO, Duration::from_secs(600)),
+                "a grace period; use a duration from 0s to 600s such as 30s (default 30s)",
+            )?,
+            revocation_delay: bounded_duration(
+                &get,
+                "WXLOGIN_REVOCATION_DELAY",
+                DEFAULT_REVOCATION_DELAY,
+                (Duration::ZERO, Duration::from_secs(300)),
+                "a delay; use a duration from 0 (check the database on every request) to 300s such as 5s (default 5s)",
+            )?,
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -274,7 +382,12 @@ impl Config {
             jwt: JwtConfig {
                 secret: jwt_secret,
                 ttl,
+                signing_key,
+                previous_keys,
+                issuer,
+                audience: appid.trim().to_string(),
             },
+            sessions,
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
@@ -327,6 +440,36 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     n.checked_mul(secs_per_unit).map(Duration::from_secs)
 }
 
+/// A duration variable within `(min, max)`, or a message naming it; `what` says what it is and
+/// how to write it.
+fn bounded_duration(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: Duration,
+    (min, max): (Duration, Duration),
+    what: &str,
+) -> Result<Duration, String> {
+    match get(name) {
+        None => Ok(default),
+        Some(text) => match parse_duration(&text) {
+            Some(d) if d >= min && d <= max => Ok(d),
+            _ => Err(format!("{name}: {text:?} is not {what}")),
+        },
+    }
+}
+
+/// A PKCS#8 PEM P-256 private key file named by `variable`, read and checked now so that a bad
+/// file stops start-up instead of the first login.
+fn pem_file(variable: &str, path: &str) -> Result<KeyMaterial, String> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| format!("{variable}: cannot read {path:?}: {e}"))?;
+    let material = KeyMaterial::Pem(Secret::new(pem));
+    material.key_pair().map_err(|why| {
+        format!("{variable}: {path:?} is {why}; create one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`")
+    })?;
+    Ok(material)
+}
+
 /// The bytes of a key that are not whitespace: `"   "` or a padded short key is no stronger than
 /// what is left without the padding.
 fn key_bytes(key: &str) -> usize {
@@ -371,6 +514,64 @@ mod tests {
             DatabaseUrl::Sqlite(PathBuf::from("wxlogin.db"))
         );
         assert!(!c.jwt_secret_generated);
+        assert_eq!(c.jwt.ttl, Duration::from_secs(7200));
+        assert_eq!(c.jwt.issuer, "wxlogin");
+        assert_eq!(c.jwt.audience, "wxappid");
+        assert_eq!(
+            c.jwt.signing_key,
+            KeyMaterial::Derived(Secret::new("0123456789abcdef0123456789abcdef"))
+        );
+        assert_eq!(c.sessions.refresh_ttl, DEFAULT_REFRESH_TTL);
+        assert_eq!(c.sessions.max_age, DEFAULT_SESSION_MAX_AGE);
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(30));
+        assert_eq!(c.sessions.revocation_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_issuer_defaults_to_the_public_url_and_a_pem_file_replaces_the_derived_key() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-key-{}", random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem_path = dir.join("key.pem");
+        let pem = jwt_simple::algorithms::ES256KeyPair::generate()
+            .to_pem()
+            .unwrap();
+        std::fs::write(&pem_path, &pem).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN SECRET-----").unwrap();
+        let pem_text = pem_path.display().to_string();
+        let previous = format!("{pem_text}, the-previous-jwt-secret-0123456789");
+        let garbage_text = garbage.display().to_string();
+        let with_vars = |extra: &[(&str, &str)]| {
+            let mut vars: Vec<(&str, &str)> = REAL.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let c = with_vars(&[
+            ("WXLOGIN_PUBLIC_URL", "https://login.example.com"),
+            ("WXLOGIN_SIGNING_KEY_FILE", &pem_text),
+            ("WXLOGIN_PREVIOUS_SIGNING_KEYS", &previous),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt.issuer, "https://login.example.com");
+        assert_eq!(
+            c.jwt.signing_key,
+            KeyMaterial::Pem(Secret::new(pem.clone()))
+        );
+        assert_eq!(
+            c.jwt.previous_keys,
+            vec![
+                KeyMaterial::Pem(Secret::new(pem)),
+                KeyMaterial::Derived(Secret::new("the-previous-jwt-secret-0123456789"))
+            ]
+        );
+        let issuer = config(&with(&[("WXLOGIN_ISSUER", "https://issuer.example.com")])).unwrap();
+        assert_eq!(issuer.jwt.issuer, "https://issuer.example.com");
+        let err = with_vars(&[("WXLOGIN_SIGNING_KEY_FILE", &garbage_text)]).unwrap_err();
+        assert!(
+            err.starts_with("WXLOGIN_SIGNING_KEY_FILE") && !err.contains("BEGIN SECRET"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -399,6 +600,27 @@ mod tests {
                 "WXLOGIN_PUBLIC_URL",
             ),
             (&[("DATABASE_URL", "sqlite://")], "DATABASE_URL"),
+            (&[("WXLOGIN_REFRESH_TTL", "10s")], "WXLOGIN_REFRESH_TTL"),
+            (
+                &[("WXLOGIN_SESSION_MAX_AGE", "soon")],
+                "WXLOGIN_SESSION_MAX_AGE",
+            ),
+            (
+                &[("WXLOGIN_REFRESH_REUSE_GRACE", "1h")],
+                "WXLOGIN_REFRESH_REUSE_GRACE",
+            ),
+            (
+                &[("WXLOGIN_REVOCATION_DELAY", "1d")],
+                "WXLOGIN_REVOCATION_DELAY",
+            ),
+            (
+                &[("WXLOGIN_SIGNING_KEY_FILE", "/nonexistent/key.pem")],
+                "WXLOGIN_SIGNING_KEY_FILE",
+            ),
+            (
+                &[("WXLOGIN_PREVIOUS_SIGNING_KEYS", "short-old-secret")],
+                "WXLOGIN_PREVIOUS_SIGNING_KEYS",
+            ),
         ];
         for (extra, variable) in cases {
             let err = config(&with(extra)).expect_err(&format!("{extra:?} should be rejected"));

@@ -28,8 +28,14 @@ pub enum Error {
     NotFound,
     /// The route exists but not for this method; `allow` lists the methods it takes.
     MethodNotAllowed { allow: &'static str },
-    /// Our own bearer token is missing, malformed, forged or expired.
+    /// Our own bearer token is missing, malformed, forged or expired, or its session ended.
     Unauthorized(&'static str),
+    /// A refresh token is unknown, expired, or its session ended.
+    RefreshRefused(&'static str),
+    /// A refresh token was presented again after its rotation's grace: its session is revoked.
+    RefreshReused,
+    /// The caller has no session with this id (another user's is not theirs to see).
+    SessionNotFound,
     /// WeChat refused a login code, or could not be asked.
     Wechat(WechatError),
     /// WeChat refused a phone-number code, or could not be asked.
@@ -57,9 +63,9 @@ impl Error {
             Error::UnsupportedMediaType | Error::UnsupportedImage => 415,
             Error::PayloadTooLarge { .. } => 413,
             Error::RequestTimeout => 408,
-            Error::NotFound => 404,
+            Error::NotFound | Error::SessionNotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
-            Error::Unauthorized(_) => 401,
+            Error::Unauthorized(_) | Error::RefreshRefused(_) | Error::RefreshReused => 401,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
                 45011 => 429,
@@ -94,7 +100,11 @@ impl Error {
             }
             Error::NotFound => "no such endpoint".into(),
             Error::MethodNotAllowed { allow } => format!("this endpoint accepts {allow}"),
-            Error::Unauthorized(why) => (*why).into(),
+            Error::Unauthorized(why) | Error::RefreshRefused(why) => (*why).into(),
+            Error::RefreshReused => {
+                "this refresh token was already used, so a copy of it may be in other hands: the session is ended; log in again".into()
+            }
+            Error::SessionNotFound => "you have no session with this id".into(),
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 => "the login code is invalid; call wx.login() again".into(),
                 40163 => "the login code was already used; call wx.login() again".into(),
@@ -117,11 +127,15 @@ impl Error {
     }
 
     /// Headers the answer needs beyond the ones every answer gets: the methods a route takes
-    /// (RFC 9110 requires `Allow` on a 405), and `Connection: close` after an oversized body,
-    /// whose unread rest is not worth reading on this connection.
+    /// (RFC 9110 requires `Allow` on a 405), `Connection: close` after an oversized body, whose
+    /// unread rest is not worth reading on this connection, and the bearer challenge of a refused
+    /// access token (RFC 6750 §3; forward-auth proxies relay it).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
+            Error::Unauthorized(_) => {
+                vec![("WWW-Authenticate", "Bearer error=\"invalid_token\"".into())]
+            }
             Error::PayloadTooLarge { .. } => vec![("Connection", "close".into())],
             _ => Vec::new(),
         }
@@ -140,11 +154,26 @@ impl Error {
             | Error::PayloadTooLarge { .. }
             | Error::NotFound
             | Error::MethodNotAllowed { .. }
-            | Error::Unauthorized(_) => log::Level::Info,
+            | Error::Unauthorized(_)
+            | Error::RefreshRefused(_)
+            | Error::SessionNotFound => log::Level::Info,
+            // Possibly a stolen token: worth an operator's look.
+            Error::RefreshReused => log::Level::Warn,
         }
     }
 
-    /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one.
+    /// A machine-readable code for the failures a client must tell apart: a refresh token to
+    /// drop (`invalid_grant`, OAuth 2.0's name) or one that was reused (the session is gone).
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            Error::RefreshRefused(_) => Some("invalid_grant"),
+            Error::RefreshReused => Some("refresh_token_reused"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `{"status":…,"message":…}` plus WeChat's `errcode` when it gave one, and
+    /// our `error` code when there is one.
     pub fn body(&self) -> ErrorBody {
         let errcode = match self {
             Error::Wechat(WechatError::Rejected { errcode, .. })
@@ -155,6 +184,7 @@ impl Error {
             status: self.status(),
             message: self.client_message(),
             errcode,
+            error: self.code(),
         }
     }
 }
@@ -167,6 +197,9 @@ pub struct ErrorBody {
     /// WeChat's errcode, so a client can tell its refusals apart; absent when it gave none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errcode: Option<i64>,
+    /// What a client must do differently (`refresh_token_reused`, `invalid_grant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
 }
 
 /// Status and message for a WeChat failure other than an errcode, the same for every WeChat
@@ -198,6 +231,9 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("no route"),
             Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow {allow})"),
             Error::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            Error::RefreshRefused(why) => write!(f, "refresh refused: {why}"),
+            Error::RefreshReused => f.write_str("refresh token reused after the grace"),
+            Error::SessionNotFound => f.write_str("no such session of the caller"),
             Error::Wechat(e) => write!(f, "wechat: {e}"),
             Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),

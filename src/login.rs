@@ -7,9 +7,10 @@ use crate::error::Error;
 use crate::fields::BodyFields;
 use crate::opendata::{self, OpenDataError};
 use crate::profile;
+use crate::secret::random_hex;
+use crate::session::{ClientInfo, SessionService, TokenPair};
 use crate::singleflight::CodeFlights;
 use crate::store::{LoginRecord, UserStore};
-use crate::token::{TokenIssuer, UserClaims};
 use crate::user::Profile;
 use crate::wechat::{Session, WechatClient, WechatError};
 use serde_json::Value;
@@ -247,8 +248,8 @@ type Judged = (ProfileStatus, Option<Profile>, Option<String>);
 /// What a successful login produced.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
-    /// The signed JWT, without the `Bearer ` prefix.
-    pub token: String,
+    /// The new session's access and refresh tokens.
+    pub tokens: TokenPair,
     pub profile: ProfileStatus,
 }
 
@@ -256,7 +257,7 @@ pub struct LoginOutcome {
 pub struct LoginService {
     wechat: WechatClient,
     appid: String,
-    tokens: Arc<TokenIssuer>,
+    sessions: Arc<SessionService>,
     store: Arc<dyn UserStore>,
     /// jscode2session outcomes, shared by the requests that carry the same code.
     flights: CodeFlights<Session, Error>,
@@ -268,7 +269,7 @@ impl LoginService {
     pub fn new(
         wechat: WechatClient,
         appid: String,
-        tokens: Arc<TokenIssuer>,
+        sessions: Arc<SessionService>,
         store: Arc<dyn UserStore>,
         replay_window: Duration,
         wait_limit: Duration,
@@ -276,7 +277,7 @@ impl LoginService {
         LoginService {
             wechat,
             appid,
-            tokens,
+            sessions,
             store,
             flights: CodeFlights::new(
                 replay_window,
@@ -290,26 +291,30 @@ impl LoginService {
 
     /// Logs in. Concurrent requests with one code share one jscode2session call, and a retry
     /// within the replay window reuses its session, so an honest double tap never sees "code
-    /// been used". Each request still judges its own profile, writes its own row, and gets its
-    /// own token, signed only once that row is committed.
-    pub fn login(&self, request: &LoginRequest) -> Result<LoginOutcome, Error> {
+    /// been used". Each request still judges its own profile, writes its own row, and opens its
+    /// own session, whose tokens are signed only once the row and the session are committed.
+    pub fn login(
+        &self,
+        request: &LoginRequest,
+        client: ClientInfo<'_>,
+    ) -> Result<LoginOutcome, Error> {
         let session = self.flights.run(&request.code, || {
             self.wechat.code2session(&request.code).map_err(Error::from)
         })?;
         let (status, profile, decrypted_unionid) = self.judge_profile(request, &session)?;
         let unionid = session.unionid.clone().or(decrypted_unionid);
-        self.store.upsert_login(&LoginRecord {
+        let uid = self.store.upsert_login(&LoginRecord {
             openid: &session.openid,
+            uid: &random_hex(16),
             unionid: unionid.as_deref(),
             profile: profile.as_ref(),
             session_key: &session.session_key,
         })?;
-        let token = self.tokens.issue(UserClaims {
-            openid: session.openid.clone(),
-            unionid,
-        });
+        let tokens = self
+            .sessions
+            .start(&uid, &session.openid, unionid.as_deref(), client)?;
         Ok(LoginOutcome {
-            token,
+            tokens,
             profile: status,
         })
     }

@@ -12,13 +12,17 @@ use crate::error::Error;
 use crate::login::LoginRequest;
 use crate::phone::PhoneService;
 use crate::profile;
-use crate::token::UserClaims;
+use crate::session::{ClientInfo, TokenPair};
+use crate::store::SessionInfo;
+use crate::token::Identity;
 use crate::user::{PhoneNumber, User};
 use serde::Serialize;
 use tiny_http::Request;
 
 /// Where uploaded avatars are served: `/avatars/<sha256>.<ext>`.
 const AVATAR_PREFIX: &str = "/avatars/";
+/// One of the caller's sessions: `/api/me/sessions/<id>`.
+const SESSION_PREFIX: &str = "/api/me/sessions/";
 
 /// The label of a path no route has, so logs and metrics never carry arbitrary client paths.
 pub const UNMATCHED: &str = "(unmatched)";
@@ -27,7 +31,14 @@ pub const UNMATCHED: &str = "(unmatched)";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Login,
+    Refresh,
+    Logout,
+    LogoutAll,
     Me,
+    Sessions,
+    Session,
+    Verify,
+    Jwks,
     AvatarUpload,
     AvatarFile,
     Phone,
@@ -49,9 +60,16 @@ struct Spec {
 impl Route {
     /// Every route, for what must list them all (the OpenAPI document's test): a new variant goes
     /// here too.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 15] = [
         Route::Login,
+        Route::Refresh,
+        Route::Logout,
+        Route::LogoutAll,
         Route::Me,
+        Route::Sessions,
+        Route::Session,
+        Route::Verify,
+        Route::Jwks,
         Route::AvatarUpload,
         Route::AvatarFile,
         Route::Phone,
@@ -64,13 +82,20 @@ impl Route {
     pub fn of(path: &str) -> Option<Route> {
         Some(match path {
             "/api/wxuser" => Route::Login,
+            "/api/token/refresh" => Route::Refresh,
+            "/api/logout" => Route::Logout,
+            "/api/logout/all" => Route::LogoutAll,
             "/api/me" => Route::Me,
+            "/api/me/sessions" => Route::Sessions,
+            "/auth/verify" => Route::Verify,
+            "/.well-known/jwks.json" => Route::Jwks,
             "/api/me/avatar" => Route::AvatarUpload,
             "/api/phone" => Route::Phone,
             "/healthz" => Route::Health,
             "/readyz" => Route::Ready,
             "/metrics" => Route::Metrics,
             p if p.starts_with(AVATAR_PREFIX) => Route::AvatarFile,
+            p if p.starts_with(SESSION_PREFIX) => Route::Session,
             _ => return None,
         })
     }
@@ -78,7 +103,26 @@ impl Route {
     fn spec(self) -> Spec {
         let (label, allow, handlers): (_, _, &'static [(&'static str, Handler)]) = match self {
             Route::Login => ("/api/wxuser", "POST", &[("POST", login)]),
+            Route::Refresh => ("/api/token/refresh", "POST", &[("POST", refresh)]),
+            Route::Logout => ("/api/logout", "POST", &[("POST", logout)]),
+            Route::LogoutAll => ("/api/logout/all", "POST", &[("POST", logout_all)]),
             Route::Me => ("/api/me", "GET, PUT", &[("GET", me), ("PUT", update_me)]),
+            Route::Sessions => ("/api/me/sessions", "GET", &[("GET", sessions)]),
+            Route::Session => (
+                "/api/me/sessions/{id}",
+                "DELETE",
+                &[("DELETE", revoke_session)],
+            ),
+            Route::Verify => (
+                "/auth/verify",
+                "GET, HEAD",
+                &[("GET", verify), ("HEAD", verify)],
+            ),
+            Route::Jwks => (
+                "/.well-known/jwks.json",
+                "GET, HEAD",
+                &[("GET", jwks), ("HEAD", jwks)],
+            ),
             Route::AvatarUpload => ("/api/me/avatar", "POST", &[("POST", upload_avatar)]),
             Route::AvatarFile => (
                 "/avatars/{file}",
@@ -174,13 +218,97 @@ struct MessageAnswer {
     message: &'static str,
 }
 
-/// The login's answer; `messages` (plural) is the field name the original client reads.
+/// The login's answer; `messages` (plural) and `token` (`Bearer <access>`) are the field names
+/// the original client reads; the rest is OAuth 2.0's token response.
 #[derive(Serialize)]
 struct LoginAnswer {
     status: u16,
     token: String,
     messages: &'static str,
-    profile: ProfileAnswer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<ProfileAnswer>,
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    refresh_expires_in: u64,
+}
+
+impl LoginAnswer {
+    fn new(tokens: TokenPair, messages: &'static str, profile: Option<ProfileAnswer>) -> Self {
+        LoginAnswer {
+            status: 200,
+            token: format!("Bearer {}", tokens.access_token),
+            messages,
+            profile,
+            access_token: tokens.access_token,
+            token_type: "Bearer",
+            expires_in: tokens.expires_in,
+            refresh_token: tokens.refresh_token,
+            refresh_expires_in: tokens.refresh_expires_in,
+        }
+    }
+}
+
+/// `POST /api/logout/all`'s answer: how many sessions it ended.
+#[derive(Serialize)]
+struct LogoutAllAnswer {
+    status: u16,
+    message: &'static str,
+    revoked: usize,
+}
+
+#[derive(Serialize)]
+struct SessionsAnswer {
+    status: u16,
+    sessions: Vec<SessionView>,
+}
+
+/// A live session as the user sees it; times in RFC 3339, `current` marks the caller's.
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    created_at: String,
+    last_used_at: String,
+    expires_at: String,
+    current: bool,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+impl SessionView {
+    fn new(session: SessionInfo, caller: &Identity) -> SessionView {
+        SessionView {
+            current: session.id == caller.sid,
+            id: session.id,
+            created_at: rfc3339(session.created_at),
+            last_used_at: rfc3339(session.last_used_at),
+            expires_at: rfc3339(session.expires_at),
+            user_agent: session.user_agent,
+            ip: session.ip,
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-27T08:00:00Z`), by the civil-from-days algorithm
+/// (H. Hinnant), so no date crate is needed for one format.
+fn rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// What became of the profile a login carried.
@@ -241,30 +369,126 @@ fn user_reply(user: &User) -> Reply {
     })
 }
 
-/// The user named by the request's bearer token.
-fn authenticate(app: &App, request: &Request) -> Result<UserClaims, Error> {
-    app.tokens
-        .verify_header(header_value(request, "Authorization"))
-        .map_err(|e| Error::Unauthorized(e.client_message()))
+/// The one authentication of every protected endpoint: the bearer token verified, and its
+/// session still standing.
+fn authenticate(app: &App, request: &Request) -> Result<Identity, Error> {
+    app.sessions
+        .authenticate(header_value(request, "Authorization"))
 }
 
-/// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a bearer token out.
+/// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a session's tokens out.
 fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
     let login = LoginRequest::from_fields(read_fields(request, app.max_body_bytes)?)?;
-    let outcome = app.login.login(&login)?;
+    let ip = request::client_address(request);
+    let client = ClientInfo {
+        user_agent: header_value(request, "User-Agent").unwrap_or(""),
+        ip: &ip,
+    };
+    let outcome = app.login.login(&login, client)?;
     let rejection = outcome.profile.rejection();
     if let Some(why) = rejection {
         log::info!("{id} /api/wxuser profile rejected, stored profile kept: {why}");
     }
-    Ok(Reply::ok(&LoginAnswer {
+    let profile = ProfileAnswer {
+        status: outcome.profile.label(),
+        reason: rejection,
+    };
+    Ok(Reply::ok(&LoginAnswer::new(
+        outcome.tokens,
+        "login succeeded",
+        Some(profile),
+    )))
+}
+
+/// `POST /api/token/refresh`: a refresh token (JSON or form field `refresh_token`) in, a new
+/// pair out. Never calls WeChat.
+fn refresh(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let token = read_fields(request, app.max_body_bytes)?
+        .take("refresh_token")?
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Error::BadRequest("refresh_token is missing".into()))?;
+    let tokens = app.sessions.refresh(token.trim())?;
+    Ok(Reply::ok(&LoginAnswer::new(
+        tokens,
+        "token refreshed",
+        None,
+    )))
+}
+
+/// `POST /api/logout`: ends the caller's session.
+fn logout(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    app.sessions.logout(&identity)?;
+    Ok(Reply::ok(&MessageAnswer {
         status: 200,
-        token: format!("Bearer {}", outcome.token),
-        messages: "login succeeded",
-        profile: ProfileAnswer {
-            status: outcome.profile.label(),
-            reason: rejection,
-        },
+        message: "logged out",
     }))
+}
+
+/// `POST /api/logout/all`: ends every session of the caller's user.
+fn logout_all(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let revoked = app.sessions.logout_all(&identity)?;
+    Ok(Reply::ok(&LogoutAllAnswer {
+        status: 200,
+        message: "logged out of every session",
+        revoked,
+    }))
+}
+
+/// `GET /api/me/sessions`: the caller's live sessions.
+fn sessions(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let sessions = app
+        .sessions
+        .list(&identity)?
+        .into_iter()
+        .map(|session| SessionView::new(session, &identity))
+        .collect();
+    Ok(Reply::ok(&SessionsAnswer {
+        status: 200,
+        sessions,
+    }))
+}
+
+/// `DELETE /api/me/sessions/{id}`: ends one of the caller's sessions (404 for anyone else's).
+fn revoke_session(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let session_id = request::path(request)[SESSION_PREFIX.len()..].to_string();
+    app.sessions.revoke(&identity, &session_id)?;
+    Ok(Reply::ok(&MessageAnswer {
+        status: 200,
+        message: "session revoked",
+    }))
+}
+
+/// `GET /auth/verify`, for a proxy's forward auth (nginx `auth_request`): 204 with the caller's
+/// identity in headers for the app behind the proxy, or 401 with the bearer challenge.
+fn verify(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let mut headers = vec![
+        ("Cache-Control", "no-store".to_string()),
+        ("X-Wx-User-Id", identity.uid),
+        ("X-Wx-Openid", identity.openid),
+        ("X-Wx-Session-Id", identity.sid),
+    ];
+    if let Some(unionid) = identity.unionid {
+        headers.push(("X-Wx-Unionid", unionid));
+    }
+    Ok(Reply {
+        status: 204,
+        content_type: "text/plain; charset=utf-8",
+        body: Vec::new(),
+        headers,
+    })
+}
+
+/// `GET /.well-known/jwks.json`: every public key that verifies our access tokens. Cacheable:
+/// a rotation publishes the next key before it signs anything.
+fn jwks(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let mut reply = Reply::ok(&app.tokens.jwks());
+    reply.headers = vec![("Cache-Control", "public, max-age=300".into())];
+    Ok(reply)
 }
 
 /// `POST /api/phone`: a `getPhoneNumber` button code in, the user's number stored and returned.
@@ -392,7 +616,7 @@ fn metrics(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error>
 mod tests {
     use super::*;
 
-    const ALL: [Route; 8] = Route::ALL;
+    const ALL: [Route; 15] = Route::ALL;
 
     #[test]
     fn allow_lists_exactly_the_methods_with_handlers() {
@@ -404,12 +628,29 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_formats_unix_seconds_in_utc() {
+        let cases = [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_000_000, "2026-11-18T11:06:40Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ];
+        for (unix, expected) in cases {
+            assert_eq!(rfc3339(unix), expected, "{unix}");
+        }
+    }
+
+    #[test]
     fn every_route_is_found_by_its_own_label() {
         for route in ALL {
-            let path = route.label().replace("{file}", "x.png");
+            let path = route
+                .label()
+                .replace("{file}", "x.png")
+                .replace("{id}", "0123abcd");
             assert_eq!(Route::of(&path), Some(route), "{path}");
         }
         assert_eq!(Route::of("/api/wxuser/"), None);
+        assert_eq!(Route::of("/api/me/sessions"), Some(Route::Sessions));
         assert_eq!(Route::of("/"), None);
     }
 }

@@ -36,7 +36,12 @@ macro_rules! embed_migrations {
 /// Every migration a MySQL-compatible database gets. Append only; never edit a released file.
 pub(super) const MYSQL: Plan = Plan {
     dir: "sql/mysql/migrations",
-    migrations: embed_migrations!("mysql": 1 => "0001_wxuser", 2 => "0002_avatar"),
+    migrations: embed_migrations!("mysql":
+        1 => "0001_wxuser",
+        2 => "0002_avatar",
+        3 => "0003_user_uid",
+        4 => "0004_sessions",
+    ),
     baseline: 2,
     table: include_str!("../../sql/mysql/schema_migrations.sql"),
     legacy_columns: include_str!("../../sql/mysql/add_columns.sql"),
@@ -45,7 +50,12 @@ pub(super) const MYSQL: Plan = Plan {
 /// Every migration a SQLite database gets: the same names as [`MYSQL`].
 pub(super) const SQLITE: Plan = Plan {
     dir: "sql/sqlite/migrations",
-    migrations: embed_migrations!("sqlite": 1 => "0001_wxuser", 2 => "0002_avatar"),
+    migrations: embed_migrations!("sqlite":
+        1 => "0001_wxuser",
+        2 => "0002_avatar",
+        3 => "0003_user_uid",
+        4 => "0004_sessions",
+    ),
     baseline: 2,
     table: include_str!("../../sql/sqlite/schema_migrations.sql"),
     legacy_columns: include_str!("../../sql/sqlite/add_columns.sql"),

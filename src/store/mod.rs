@@ -22,11 +22,77 @@ pub use self::url::DatabaseUrl;
 #[derive(Debug, Clone)]
 pub struct LoginRecord<'a> {
     pub openid: &'a str,
+    /// The stable id a new user gets (a returning user keeps theirs).
+    pub uid: &'a str,
     pub unionid: Option<&'a str>,
     /// `None` keeps the stored profile as it is.
     pub profile: Option<&'a Profile>,
     /// The session_key of this login, kept so later calls can verify and decrypt the user's data.
     pub session_key: &'a Secret,
+}
+
+/// A session opened by a login, with its first refresh token. Times are unix seconds.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub uid: &'a str,
+    pub created_at: i64,
+    /// When the refresh token runs out unless a refresh slides it.
+    pub expires_at: i64,
+    /// The cap on every slide.
+    pub max_expires_at: i64,
+    pub user_agent: &'a str,
+    pub ip: &'a str,
+    /// Hex SHA-256 of the first refresh token (the token itself is never stored).
+    pub refresh_hash: &'a str,
+}
+
+/// A refresh token as stored, with its session and user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub session_id: String,
+    pub uid: String,
+    /// `None` when the user's row is gone.
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    /// When the token was exchanged for its successor.
+    pub rotated_at: Option<i64>,
+    /// The access token that exchange issued, returned to a repeat within the grace.
+    pub successor_access: Option<String>,
+    pub expires_at: i64,
+    pub max_expires_at: i64,
+    pub revoked: bool,
+}
+
+/// One rotation: the old token spent, its successor stored, the session slid.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub session_id: &'a str,
+    pub access_token: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+/// Whether a session's access tokens may still be honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Live,
+    Revoked,
+    /// No such session, or its user's row was deleted.
+    Gone,
+}
+
+/// A live session, as `GET /api/me/sessions` lists it. Times are unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 /// Why the store failed.
@@ -61,8 +127,32 @@ impl fmt::Display for StoreError {
 /// The operations the service needs from a database.
 pub trait UserStore: Send + Sync {
     /// Inserts the user or updates their row, atomically, in one statement. Returns only once the
-    /// write is committed, so the caller may then tell the client it is logged in.
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError>;
+    /// write is committed, so the caller may then tell the client it is logged in. Returns the
+    /// user's uid: `record.uid` for a new user, the stored one for a returning user.
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError>;
+
+    /// Stores a new session and its first refresh token, in one transaction.
+    fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError>;
+
+    /// The refresh token with this hash, its session and its user.
+    fn find_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
+
+    /// Spends `old_hash` for its successor, in one transaction: `false` (and nothing written)
+    /// when another rotation spent it first, so exactly one of concurrent refreshes wins.
+    fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError>;
+
+    /// Whether the session is live, revoked, or gone (with its user).
+    fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError>;
+
+    /// Revokes the user's session `session_id` (kept revoked if it was); `false` when the user
+    /// has no such session.
+    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Revokes every session of the user; the ids of those that were live.
+    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The user's sessions that are neither revoked nor expired at `now`, newest first.
+    fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError>;
 
     /// The user with this openid, if any.
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError>;
@@ -127,6 +217,15 @@ fn phone_from_columns(
         pure_phone_number: pure_phone_number.unwrap_or_default(),
         country_code: country_code.unwrap_or_default(),
     })
+}
+
+/// A session's state from `session_state.sql`'s row: its `revoked_at` and its user's uid.
+fn session_state(row: Option<(Option<i64>, Option<String>)>) -> SessionState {
+    match row {
+        None | Some((_, None)) => SessionState::Gone,
+        Some((Some(_), Some(_))) => SessionState::Revoked,
+        Some((None, Some(_))) => SessionState::Live,
+    }
 }
 
 /// Whether a failed `ALTER TABLE … ADD COLUMN` failed only because the column exists.

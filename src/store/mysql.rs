@@ -6,13 +6,18 @@
 //! (every wait, connect, checkout, read and write, has a bound) and ends without a restart.
 
 use super::migrate::{self, Applied, Migration, Session};
-use super::{is_duplicate_column, LoginRecord, StoreError, StoreOptions, UserStore};
+use super::{
+    is_duplicate_column, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo,
+    SessionState, StoreError, StoreOptions, UserStore,
+};
 use crate::net::is_loopback_host;
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts};
+use mysql::{
+    Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts, TxOpts,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -24,12 +29,39 @@ const UPDATE_PROFILE: &str = include_str!("../../sql/mysql/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
 const FIND_AVATAR_TYPE: &str = include_str!("../../sql/mysql/find_avatar_type.sql");
+const FIND_UID: &str = include_str!("../../sql/mysql/find_uid.sql");
+const INSERT_SESSION: &str = include_str!("../../sql/mysql/insert_session.sql");
+const INSERT_REFRESH: &str = include_str!("../../sql/mysql/insert_refresh.sql");
+const FIND_REFRESH: &str = include_str!("../../sql/mysql/find_refresh.sql");
+const SPEND_REFRESH: &str = include_str!("../../sql/mysql/spend_refresh.sql");
+const SLIDE_SESSION: &str = include_str!("../../sql/mysql/slide_session.sql");
+const SESSION_STATE: &str = include_str!("../../sql/mysql/session_state.sql");
+const REVOKE_SESSION: &str = include_str!("../../sql/mysql/revoke_session.sql");
+const LIVE_SESSION_IDS: &str = include_str!("../../sql/mysql/live_session_ids.sql");
+const REVOKE_USER_SESSIONS: &str = include_str!("../../sql/mysql/revoke_user_sessions.sql");
+const LIST_SESSIONS: &str = include_str!("../../sql/mysql/list_sessions.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again, up to this many times.
 const DEADLOCK_RETRIES: usize = 3;
 /// ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT.
 const RETRYABLE_CODES: [u16; 2] = [1213, 1205];
+
+/// The columns `find_refresh.sql` selects, in order.
+type RefreshRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+/// The columns `list_sessions.sql` selects, in order.
+type SessionRow = (String, i64, i64, i64, Option<String>, Option<String>);
 
 /// The columns `find_user.sql` selects, in order.
 type UserRow = (
@@ -171,7 +203,7 @@ impl MysqlStore {
 }
 
 impl UserStore for MysqlStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
         let params = (
@@ -181,8 +213,126 @@ impl UserStore for MysqlStore {
             profile.avatar_url.as_deref(),
             profile.gender,
             record.session_key.expose(),
+            record.uid,
         );
-        self.run(|conn| conn.exec_drop(UPSERT_LOGIN, params))
+        let uid: Option<String> = self.run(|conn| {
+            conn.exec_drop(UPSERT_LOGIN, params)?;
+            conn.exec_first(FIND_UID, (record.openid,))
+        })?;
+        uid.ok_or_else(|| StoreError::Query("the upserted user row has no uid".into()))
+    }
+
+    fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(
+                INSERT_SESSION,
+                (
+                    session.id,
+                    session.uid,
+                    session.created_at,
+                    session.created_at,
+                    session.expires_at,
+                    session.max_expires_at,
+                    session.user_agent,
+                    session.ip,
+                ),
+            )?;
+            tx.exec_drop(
+                INSERT_REFRESH,
+                (session.refresh_hash, session.id, session.created_at),
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn find_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        let row: Option<RefreshRow> = self.run(|conn| conn.exec_first(FIND_REFRESH, (hash,)))?;
+        Ok(row.map(
+            |(
+                session_id,
+                uid,
+                openid,
+                unionid,
+                rotated_at,
+                successor_access,
+                expires_at,
+                max_expires_at,
+                revoked_at,
+            )| RefreshRecord {
+                session_id,
+                uid,
+                openid,
+                unionid,
+                rotated_at,
+                successor_access,
+                expires_at,
+                max_expires_at,
+                revoked: revoked_at.is_some(),
+            },
+        ))
+    }
+
+    fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(
+                SPEND_REFRESH,
+                (rotation.now, rotation.access_token, rotation.old_hash),
+            )?;
+            if tx.affected_rows() == 0 {
+                tx.rollback()?;
+                return Ok(false);
+            }
+            tx.exec_drop(
+                INSERT_REFRESH,
+                (rotation.new_hash, rotation.session_id, rotation.now),
+            )?;
+            tx.exec_drop(
+                SLIDE_SESSION,
+                (rotation.expires_at, rotation.now, rotation.session_id),
+            )?;
+            tx.commit().map(|()| true)
+        })
+    }
+
+    fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
+        let row: Option<(Option<i64>, Option<String>)> =
+            self.run(|conn| conn.exec_first(SESSION_STATE, (session_id,)))?;
+        Ok(super::session_state(row))
+    }
+
+    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(REVOKE_SESSION, (now, session_id, uid))
+                .map(|()| conn.affected_rows() > 0)
+        })
+    }
+
+    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let ids: Vec<String> = tx.exec(LIVE_SESSION_IDS, (uid,))?;
+            tx.exec_drop(REVOKE_USER_SESSIONS, (now, uid))?;
+            tx.commit().map(|()| ids)
+        })
+    }
+
+    fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows: Vec<SessionRow> = self.run(|conn| conn.exec(LIST_SESSIONS, (uid, now)))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, created_at, last_used_at, expires_at, user_agent, ip)| SessionInfo {
+                    id,
+                    created_at,
+                    last_used_at,
+                    expires_at,
+                    user_agent,
+                    ip,
+                },
+            )
+            .collect())
     }
 
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {

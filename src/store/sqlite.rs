@@ -8,11 +8,12 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, LoginRecord, StoreError, StoreOptions, UserStore,
+    is_duplicate_column, phone_from_columns, LoginRecord, NewSession, RefreshRecord, Rotation,
+    SessionInfo, SessionState, StoreError, StoreOptions, UserStore,
 };
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
@@ -25,6 +26,17 @@ const UPDATE_PROFILE: &str = include_str!("../../sql/sqlite/update_profile.sql")
 const PUT_AVATAR: &str = include_str!("../../sql/sqlite/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/sqlite/find_avatar.sql");
 const FIND_AVATAR_TYPE: &str = include_str!("../../sql/sqlite/find_avatar_type.sql");
+const FIND_UID: &str = include_str!("../../sql/sqlite/find_uid.sql");
+const INSERT_SESSION: &str = include_str!("../../sql/sqlite/insert_session.sql");
+const INSERT_REFRESH: &str = include_str!("../../sql/sqlite/insert_refresh.sql");
+const FIND_REFRESH: &str = include_str!("../../sql/sqlite/find_refresh.sql");
+const SPEND_REFRESH: &str = include_str!("../../sql/sqlite/spend_refresh.sql");
+const SLIDE_SESSION: &str = include_str!("../../sql/sqlite/slide_session.sql");
+const SESSION_STATE: &str = include_str!("../../sql/sqlite/session_state.sql");
+const REVOKE_SESSION: &str = include_str!("../../sql/sqlite/revoke_session.sql");
+const LIVE_SESSION_IDS: &str = include_str!("../../sql/sqlite/live_session_ids.sql");
+const REVOKE_USER_SESSIONS: &str = include_str!("../../sql/sqlite/revoke_user_sessions.sql");
+const LIST_SESSIONS: &str = include_str!("../../sql/sqlite/list_sessions.sql");
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -60,6 +72,19 @@ impl Drop for Lease<'_> {
             self.store.returned.notify_one();
         }
     }
+}
+
+/// Runs `work` in a write transaction taken at its start (`BEGIN IMMEDIATE`), so concurrent
+/// writers queue on the busy timeout instead of failing when a read would upgrade to a write;
+/// committed only when `work` succeeds.
+fn immediate<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(classify)?;
+    let value = work(&tx).map_err(classify)?;
+    tx.commit().map_err(classify)?;
+    Ok(value)
 }
 
 impl SqliteStore {
@@ -141,11 +166,11 @@ impl SqliteStore {
 }
 
 impl UserStore for SqliteStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
-        self.conn()?
-            .prepare_cached(UPSERT_LOGIN)
+        let conn = self.conn()?;
+        conn.prepare_cached(UPSERT_LOGIN)
             .and_then(|mut stmt| {
                 stmt.execute(params![
                     record.openid,
@@ -154,9 +179,129 @@ impl UserStore for SqliteStore {
                     profile.avatar_url,
                     profile.gender,
                     record.session_key.expose(),
+                    record.uid,
                 ])
             })
-            .map(|_| ())
+            .and_then(|_| conn.query_row(FIND_UID, [record.openid], |row| row.get(0)))
+            .map_err(classify)
+    }
+
+    fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            tx.execute(
+                INSERT_SESSION,
+                params![
+                    session.id,
+                    session.uid,
+                    session.created_at,
+                    session.created_at,
+                    session.expires_at,
+                    session.max_expires_at,
+                    session.user_agent,
+                    session.ip,
+                ],
+            )?;
+            tx.execute(
+                INSERT_REFRESH,
+                params![session.refresh_hash, session.id, session.created_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn find_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_REFRESH)
+            .and_then(|mut stmt| {
+                stmt.query_row([hash], |row| {
+                    Ok(RefreshRecord {
+                        session_id: row.get(0)?,
+                        uid: row.get(1)?,
+                        openid: row.get(2)?,
+                        unionid: row.get(3)?,
+                        rotated_at: row.get(4)?,
+                        successor_access: row.get(5)?,
+                        expires_at: row.get(6)?,
+                        max_expires_at: row.get(7)?,
+                        revoked: row.get::<_, Option<i64>>(8)?.is_some(),
+                    })
+                })
+                .optional()
+            })
+            .map_err(classify)
+    }
+
+    fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let spent = tx.execute(
+                SPEND_REFRESH,
+                params![rotation.now, rotation.access_token, rotation.old_hash],
+            )?;
+            if spent == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                INSERT_REFRESH,
+                params![rotation.new_hash, rotation.session_id, rotation.now],
+            )?;
+            tx.execute(
+                SLIDE_SESSION,
+                params![rotation.expires_at, rotation.now, rotation.session_id],
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
+        let row: Option<(Option<i64>, Option<String>)> = self
+            .conn()?
+            .prepare_cached(SESSION_STATE)
+            .and_then(|mut stmt| {
+                stmt.query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(classify)?;
+        Ok(super::session_state(row))
+    }
+
+    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+        self.conn()?
+            .prepare_cached(REVOKE_SESSION)
+            .and_then(|mut stmt| stmt.execute(params![now, session_id, uid]))
+            .map(|rows| rows > 0)
+            .map_err(classify)
+    }
+
+    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let ids = tx
+                .prepare_cached(LIVE_SESSION_IDS)?
+                .query_map([uid], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            tx.execute(REVOKE_USER_SESSIONS, params![now, uid])?;
+            Ok(ids)
+        })
+    }
+
+    fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        self.conn()?
+            .prepare_cached(LIST_SESSIONS)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![uid, now], |row| {
+                    Ok(SessionInfo {
+                        id: row.get(0)?,
+                        created_at: row.get(1)?,
+                        last_used_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        user_agent: row.get(4)?,
+                        ip: row.get(5)?,
+                    })
+                })?
+                .collect()
+            })
             .map_err(classify)
     }
 

@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
-use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::store::{
+    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
+    UserStore,
+};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 /// Lines logged for request `id`.
@@ -140,8 +143,29 @@ struct CountingStore {
 }
 
 impl UserStore for CountingStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<(), StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
         self.inner.upsert_login(record)
+    }
+    fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        self.inner.create_session(session)
+    }
+    fn find_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        self.inner.find_refresh(hash)
+    }
+    fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
+        self.inner.rotate_refresh(rotation)
+    }
+    fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
+        self.inner.session_state(session_id)
+    }
+    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+        self.inner.revoke_session(uid, session_id, now)
+    }
+    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        self.inner.revoke_user_sessions(uid, now)
+    }
+    fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        self.inner.list_sessions(uid, now)
     }
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {
         self.inner.find_user(openid)
@@ -372,6 +396,7 @@ fn sqlite_files_are_created_readable_by_the_service_only() {
     store
         .upsert_login(&LoginRecord {
             openid: "o-mode",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: None,
             session_key: &Secret::new("a2V5"),

@@ -129,6 +129,23 @@ impl TestDb {
         }
     }
 
+    /// The stable uid of the user with this openid, read around the store.
+    pub fn uid_of(&self, openid: &str) -> String {
+        let sql = format!("SELECT uid FROM wxuser WHERE user_id = '{openid}'");
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.query_row(&sql, [], |row| row.get::<_, String>(0)))
+                .expect("read a SQLite uid"),
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
+                    .expect("connect to read a uid");
+                mysql::prelude::Queryable::query_first::<String, _>(&mut conn, sql)
+                    .expect("read a MySQL uid")
+                    .expect("the user exists")
+            }
+        }
+    }
+
     /// The `DATABASE_URL` text for this database.
     pub fn url_text(&self) -> String {
         match &self.url {
@@ -575,13 +592,22 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
 
 /// The JSON payload of a JWT, decoded without verification (to inspect what it carries).
 pub fn jwt_payload(token: &str) -> Value {
-    let payload = token
+    jwt_part(token, 1)
+}
+
+/// The JSON header of a JWT, decoded without verification.
+pub fn jwt_header(token: &str) -> Value {
+    jwt_part(token, 0)
+}
+
+fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token
         .trim_start_matches("Bearer ")
         .split('.')
-        .nth(1)
+        .nth(index)
         .expect("a JWT has three parts");
-    let bytes = base64_url_decode(payload);
-    serde_json::from_slice(&bytes).expect("JWT payload is JSON")
+    let bytes = base64_url_decode(part);
+    serde_json::from_slice(&bytes).expect("a JWT part is JSON")
 }
 
 fn base64_url_decode(text: &str) -> Vec<u8> {

@@ -6,7 +6,10 @@ use serde_json::json;
 use std::sync::Arc;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
-use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::store::{
+    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
+    UserStore,
+};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn wechat_for(openid: &str) -> FakeWechat {
@@ -127,12 +130,19 @@ fn me_returns_401_for_missing_malformed_forged_or_expired_tokens() {
     let jwt = token.trim_start_matches("Bearer ");
     let parts: Vec<&str> = jwt.split('.').collect();
 
-    // The same user's token signed with another key, and one that expired long ago.
-    let other = AppBuilder::new(&wechat.uri(), &db, Secrets::unique()).config();
-    let forged = wxlogin::token::TokenIssuer::new(&other.jwt).issue(wxlogin::token::UserClaims {
-        openid: "o-401".into(),
-        unionid: None,
-    });
+    // The same user's session, for the same mini-program, signed with another key.
+    let other_secrets = Secrets {
+        appid: app.secrets.appid.clone(),
+        ..Secrets::unique()
+    };
+    let other = AppBuilder::new(&wechat.uri(), &db, other_secrets).config();
+    let claims = crate::helpers::jwt_payload(&token);
+    let forged = wxlogin::token::TokenIssuer::new(&other.jwt).issue(
+        claims["sub"].as_str().unwrap(),
+        claims["sid"].as_str().unwrap(),
+        "o-401",
+        None,
+    );
     let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "no header"),
@@ -162,9 +172,31 @@ fn me_returns_401_for_missing_malformed_forged_or_expired_tokens() {
 struct DownStore;
 
 impl UserStore for DownStore {
-    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<(), StoreError> {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<String, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
+    fn create_session(&self, _: &NewSession<'_>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_refresh(&self, _: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn rotate_refresh(&self, _: &Rotation<'_>) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn session_state(&self, _: &str) -> Result<SessionState, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn revoke_session(&self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn revoke_user_sessions(&self, _: &str, _: i64) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
     fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }

@@ -14,5 +14,6 @@ mod profile;
 mod properties;
 mod resilience;
 mod secrets;
+mod sessions;
 mod store;
 mod wechat_flows;

@@ -116,7 +116,7 @@ fn todays_release_schema(db: &TestDb) -> &'static str {
 /// The tables' definitions as the database reports them, comparable between two databases.
 fn describe_schema(db: &TestDb) -> Vec<Vec<String>> {
     let mut description = Vec::new();
-    for table in ["wxuser", "avatar"] {
+    for table in ["wxuser", "avatar", "wx_session", "wx_refresh_token"] {
         match db.url {
             DatabaseUrl::Sqlite(_) => {
                 description.extend(query(db, &format!("PRAGMA table_xinfo({table})")));
@@ -168,6 +168,7 @@ fn reopening_applies_nothing_again(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-stay",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: None,
             session_key: &Secret::new("a2V5"),
@@ -260,15 +261,56 @@ fn todays_release_database_upgrades_in_place_with_rows_intact(db: &TestDb) {
     );
 }
 
-fn migrated_schema_equals_todays_release_schema(db: &TestDb) {
+fn fresh_schema_equals_an_upgraded_release_schema(db: &TestDb) {
     db.open();
-    let todays = another(db);
-    execute_script(&todays, todays_release_schema(&todays));
+    let upgraded = another(db);
+    execute_script(&upgraded, todays_release_schema(&upgraded));
+    upgraded.open();
 
     assert_eq!(
         describe_schema(db),
-        describe_schema(&todays),
-        "{}: fresh migrations must build the schema the release before them built",
+        describe_schema(&upgraded),
+        "{}: a fresh database and one upgraded from the release before migrations must end \
+         with the same schema",
+        db.backend
+    );
+}
+
+fn existing_users_get_distinct_uids_and_keep_their_rows(db: &TestDb) {
+    execute_script(db, todays_release_schema(db));
+    for n in 0..3 {
+        db.execute_raw(&format!(
+            "INSERT INTO wxuser (user_id, nickName, session_key) VALUES ('o-{n}', 'User {n}', 'a2V5')"
+        ));
+    }
+
+    let store = db.open();
+
+    let uids = query(db, "SELECT uid FROM wxuser ORDER BY user_id");
+    let distinct: std::collections::HashSet<_> = uids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{}: {uids:?}", db.backend);
+    for uid in &uids {
+        let uid = &uid[0];
+        assert!(
+            uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{}: uid {uid:?} is 32 hex digits",
+            db.backend
+        );
+    }
+    let user = store.find_user("o-1").unwrap().expect("the row kept");
+    assert_eq!(user.profile.nick_name.as_deref(), Some("User 1"));
+    let returning = store
+        .upsert_login(&LoginRecord {
+            openid: "o-1",
+            uid: "ffffffffffffffffffffffffffffffff",
+            unionid: None,
+            profile: None,
+            session_key: &Secret::new("bmV3"),
+        })
+        .unwrap();
+    assert_eq!(
+        returning, uids[1][0],
+        "{}: a returning user keeps the uid the migration gave",
         db.backend
     );
 }
@@ -314,7 +356,8 @@ on_both_backends!(
     reopening_applies_nothing_again,
     migrations_apply_each_version_once_when_nodes_start_together,
     todays_release_database_upgrades_in_place_with_rows_intact,
-    migrated_schema_equals_todays_release_schema,
+    fresh_schema_equals_an_upgraded_release_schema,
+    existing_users_get_distinct_uids_and_keep_their_rows,
     edited_migration_is_refused_naming_the_file,
     database_migrated_by_a_newer_release_is_refused,
 );

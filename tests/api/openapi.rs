@@ -1,5 +1,5 @@
 //! `docs/openapi.yaml` against the code and the running server: every route the router serves is
-//! described (and the document describes nothing else, except the routes in [`PENDING`]), every
+//! described (and the document describes nothing else), every
 //! example in it validates against its schema, and real answers validate against the schema
 //! documented for their status.
 
@@ -9,29 +9,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use wxlogin::http::Route;
-
-/// Routes documented ahead of the router: the session endpoints of issue 11, built on another
-/// branch. The integrator empties this list when that branch is merged (the tests below fail
-/// until they do, naming each entry the router now serves).
-const PENDING: &[(&str, &str)] = &[
-    ("/api/token/refresh", "POST"),
-    ("/api/logout", "POST"),
-    ("/api/logout/all", "POST"),
-    ("/api/me/sessions", "GET"),
-    ("/api/me/sessions/{id}", "DELETE"),
-    ("/auth/verify", "GET"),
-    ("/.well-known/jwks.json", "GET"),
-];
-
-/// Fields a schema requires that the server does not send yet (the login answer's session
-/// fields, same branch): relaxed when real answers are checked, and emptied with [`PENDING`].
-const PENDING_FIELDS: &[(&str, &str)] = &[
-    ("TokenFields", "access_token"),
-    ("TokenFields", "token_type"),
-    ("TokenFields", "expires_in"),
-    ("TokenFields", "refresh_token"),
-    ("TokenFields", "refresh_expires_in"),
-];
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -44,20 +21,6 @@ fn document() -> &'static Value {
         let text = std::fs::read_to_string(path).expect("docs/openapi.yaml is readable");
         serde_norway::from_str(&text).expect("docs/openapi.yaml is valid YAML")
     })
-}
-
-/// The document as the server answers today: [`PENDING_FIELDS`] not required.
-fn document_as_served() -> Value {
-    let mut doc = document().clone();
-    for (schema, field) in PENDING_FIELDS {
-        let required = doc["components"]["schemas"][schema]["required"]
-            .as_array_mut()
-            .unwrap_or_else(|| panic!("{schema} has a required list"));
-        let before = required.len();
-        required.retain(|f| f != field);
-        assert_eq!(required.len() + 1, before, "{schema} requires {field}");
-    }
-    doc
 }
 
 /// Follows `{"$ref": "#/…"}` within the document.
@@ -128,13 +91,6 @@ fn routed() -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn pending() -> BTreeSet<(String, String)> {
-    PENDING
-        .iter()
-        .map(|(p, m)| (p.to_string(), m.to_string()))
-        .collect()
-}
-
 #[test]
 fn the_document_is_openapi_3_1_with_unique_operation_ids() {
     let doc = document();
@@ -176,48 +132,26 @@ fn every_route_in_the_router_is_in_the_openapi_document() {
 }
 
 #[test]
-fn every_documented_route_is_in_the_router_or_pending() {
-    let documented = documented();
-    let routed = routed();
-    let pending = pending();
-    let unserved: Vec<_> = documented
-        .iter()
-        .filter(|r| !routed.contains(*r) && !pending.contains(*r))
-        .collect();
+fn every_documented_route_is_in_the_router() {
+    let unserved: Vec<_> = documented().difference(&routed()).cloned().collect();
     assert!(
         unserved.is_empty(),
-        "in docs/openapi.yaml but not served (and not PENDING): {unserved:?}"
+        "in docs/openapi.yaml but not served: {unserved:?}"
     );
-    let merged: Vec<_> = pending.intersection(&routed).collect();
-    assert!(
-        merged.is_empty(),
-        "served now: remove from PENDING in tests/api/openapi.rs: {merged:?}"
-    );
-    let stale: Vec<_> = pending.difference(&documented).collect();
-    assert!(stale.is_empty(), "PENDING but not documented: {stale:?}");
 }
 
 #[test]
-fn the_running_server_takes_every_documented_method_and_no_pending_one() {
+fn the_running_server_takes_every_documented_method() {
     let db = TestDb::sqlite();
     let mock = start_mock_wechat(false);
     let app = spawn_app_with_mock(&mock, &db);
-    let pending = pending();
     for (path, method) in documented() {
         let concrete = path
             .replace("{id}", "0123456789abcdef0123456789abcdef")
             .replace("{file}", &format!("{}.png", "0".repeat(64)));
         let answer = app.request(&method, &concrete);
-        if pending.contains(&(path.clone(), method.clone())) {
-            assert_eq!(
-                answer.status, 404,
-                "{method} {path} answers {} now: remove it from PENDING",
-                answer.status
-            );
-        } else {
-            assert_ne!(answer.status, 405, "{method} {path}: {}", answer.text);
-            assert_ne!(answer.body["message"], "not found", "{method} {path}");
-        }
+        assert_ne!(answer.status, 405, "{method} {path}: {}", answer.text);
+        assert_ne!(answer.body["message"], "not found", "{method} {path}");
     }
 }
 
@@ -387,7 +321,7 @@ fn check(app_doc: &Value, method: &str, path: &str, answer: &crate::helpers::Ans
 
 #[test]
 fn real_answers_validate_against_the_documented_schemas() {
-    let doc = document_as_served();
+    let doc = document().clone();
     let db = TestDb::sqlite();
     let mock = start_mock_wechat(true);
     let app: TestApp = spawn_app_with_mock(&mock, &db);
@@ -396,12 +330,6 @@ fn real_answers_validate_against_the_documented_schemas() {
     let login = app.post_form("/api/wxuser", &[("code", &mock.new_code("ann"))]);
     assert_eq!(login.status, 200, "{}", login.text);
     check(&doc, "POST", "/api/wxuser", &login);
-    for (schema, field) in PENDING_FIELDS {
-        assert!(
-            login.body.get(field).is_none(),
-            "the login answer has {field} now: remove ({schema}, {field}) from PENDING_FIELDS"
-        );
-    }
     let token = login.body["token"].as_str().unwrap().to_string();
     let with_profile = app.post_json(
         "/api/wxuser",

@@ -7,16 +7,22 @@ use std::time::Duration;
 use wxlogin::avatar;
 use wxlogin::config::JwtConfig;
 use wxlogin::fields::BodyFields;
+use wxlogin::keys::KeyMaterial;
 use wxlogin::login::LoginRequest;
 use wxlogin::opendata;
 use wxlogin::profile;
 use wxlogin::secret::Secret;
-use wxlogin::token::{TokenIssuer, UserClaims};
+use wxlogin::token::TokenIssuer;
 
 fn issuer() -> TokenIssuer {
+    let secret = Secret::new("property-test-key-property-test-key");
     TokenIssuer::new(&JwtConfig {
-        secret: Secret::new("property-test-key-property-test-key"),
+        signing_key: KeyMaterial::Derived(secret.clone()),
+        secret,
         ttl: Duration::from_secs(3600),
+        previous_keys: Vec::new(),
+        issuer: "wxlogin".into(),
+        audience: "wxprop".into(),
     })
 }
 
@@ -117,7 +123,7 @@ proptest! {
     #[test]
     fn no_single_character_change_to_a_token_verifies(position in any::<prop::sample::Index>(), replacement in "[A-Za-z0-9_.=-]") {
         let issuer = issuer();
-        let token = issuer.issue(UserClaims { openid: "o-prop".into(), unionid: None });
+        let token = issuer.issue("uid-prop", "sid-prop", "o-prop", None);
         let at = position.index(token.len());
         let mut mutated = token.clone();
         mutated.replace_range(at..at + 1, &replacement);

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
-use wxlogin::store::{LoginRecord, StoreError, UserStore};
+use wxlogin::store::{
+    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
+    UserStore,
+};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn session(openid: &str) -> ResponseTemplate {
@@ -19,9 +22,31 @@ fn session(openid: &str) -> ResponseTemplate {
 struct PanickingStore;
 
 impl UserStore for PanickingStore {
-    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<(), StoreError> {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<String, StoreError> {
         panic!("bug in the store")
     }
+    fn create_session(&self, _: &NewSession<'_>) -> Result<(), StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_refresh(&self, _: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn rotate_refresh(&self, _: &Rotation<'_>) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn session_state(&self, _: &str) -> Result<SessionState, StoreError> {
+        panic!("bug in the store")
+    }
+    fn revoke_session(&self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn revoke_user_sessions(&self, _: &str, _: i64) -> Result<Vec<String>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        panic!("bug in the store")
+    }
+
     fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
         Ok(None)
     }

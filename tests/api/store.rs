@@ -27,6 +27,7 @@ fn upsert_creates_then_updates_one_row(db: &TestDb) {
         store
             .upsert_login(&LoginRecord {
                 openid: "o-1",
+                uid: &wxlogin::secret::random_hex(16),
                 unionid: None,
                 profile: Some(p),
                 session_key: &key(),
@@ -45,6 +46,7 @@ fn upsert_without_profile_keeps_the_stored_one(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-k",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: Some("u-k"),
             profile: Some(&p),
             session_key: &key(),
@@ -54,6 +56,7 @@ fn upsert_without_profile_keeps_the_stored_one(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-k",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: None,
             session_key: &key(),
@@ -76,6 +79,7 @@ fn openids_are_case_sensitive(db: &TestDb) {
         store
             .upsert_login(&LoginRecord {
                 openid,
+                uid: &wxlogin::secret::random_hex(16),
                 unionid: None,
                 profile: None,
                 session_key: &key(),
@@ -91,6 +95,7 @@ fn emoji_and_cjk_nicknames_round_trip(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-emoji",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: Some(&p),
             session_key: &key(),
@@ -111,6 +116,7 @@ fn schema_applies_twice_without_losing_rows(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-stay",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: None,
             session_key: &key(),
@@ -133,6 +139,7 @@ fn concurrent_upserts_of_one_openid_make_one_row(db: &TestDb) {
         store
             .upsert_login(&LoginRecord {
                 openid: "o-race",
+                uid: &wxlogin::secret::random_hex(16),
                 unionid: None,
                 profile: Some(&profiles[i]),
                 session_key: &key(),
@@ -148,6 +155,7 @@ fn session_key_is_kept_and_replaced_by_the_latest_login(db: &TestDb) {
         store
             .upsert_login(&LoginRecord {
                 openid: "o-key",
+                uid: &wxlogin::secret::random_hex(16),
                 unionid: None,
                 profile: None,
                 session_key: &Secret::new(key),
@@ -173,6 +181,7 @@ fn phone_is_stored_on_an_existing_user_only(db: &TestDb) {
     store
         .upsert_login(&LoginRecord {
             openid: "o-phone",
+            uid: &wxlogin::secret::random_hex(16),
             unionid: None,
             profile: None,
             session_key: &key(),

@@ -184,11 +184,12 @@ impl Worker for StoreWorker<'_> {
         self.store
             .upsert_login(&LoginRecord {
                 openid: &openid,
+                uid: &wxlogin::secret::random_hex(16),
                 unionid: None,
                 profile: None,
                 session_key: &self.session_key,
             })
-            .map(|()| 200)
+            .map(|_uid| 200)
             .map_err(|e| e.to_string())
     }
 }

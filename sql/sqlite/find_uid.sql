@@ -1,0 +1,1 @@
+SELECT uid FROM wxuser WHERE user_id = ?

@@ -1,0 +1,1 @@
+SELECT id FROM wx_session WHERE uid = ? AND revoked_at IS NULL
