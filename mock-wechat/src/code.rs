@@ -29,8 +29,9 @@ pub(crate) enum Code<'a> {
     Invalid,
 }
 
-/// A failure code: every API that takes a code answers it the same way.
-#[derive(Debug, PartialEq, Eq)]
+/// A failure code: every API that takes a code answers it the same way. The content
+/// security APIs take no code, so `/mock` calls switch one on for them instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
     /// `fail.<errcode>`: answer this WeChat error.
     Fail(i64),
@@ -54,6 +55,14 @@ pub(crate) fn parse(code: &str) -> Code<'_> {
         "slow" => parse_ms(rest).map_or(Code::Invalid, |wait| Code::Fault(Fault::Slow(wait))),
         _ if is_valid_user(user) && is_valid_nonce(rest) => Code::Login(user),
         _ => Code::Invalid,
+    }
+}
+
+/// A failure code alone (`fail.-1`, `slow.5000`, …); `None` for anything else.
+pub(crate) fn parse_fault(text: &str) -> Option<Fault> {
+    match parse(text) {
+        Code::Fault(fault) => Some(fault),
+        _ => None,
     }
 }
 

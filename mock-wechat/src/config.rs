@@ -6,6 +6,10 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
+use crate::http::Url;
+use crate::push::{self, DEFAULT_PUSH_TOKEN};
+use crate::security;
+
 /// The appid the mock accepts unless told otherwise. It has the shape of a real one
 /// (`wx` + 16 hex digits) so that code checking the shape accepts it.
 pub const DEFAULT_APPID: &str = "wx1234567890abcdef";
@@ -26,6 +30,19 @@ const MAX_TOKEN_TTL_SECS: u64 = 86_400;
 
 /// The lifetime of WeChat's access tokens.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7200);
+
+/// Longest `MOCK_WECHAT_MEDIA_CHECK_DELAY_MS`: a minute, like the latency.
+const MAX_MEDIA_CHECK_DELAY_MS: u64 = 60_000;
+
+/// How long a media check takes before its verdict is pushed unless told otherwise: long
+/// enough that a client sees the check pending, short enough for tests.
+const DEFAULT_MEDIA_CHECK_DELAY: Duration = Duration::from_millis(200);
+
+/// Words that make `msg_sec_check` answer `risky` unless told otherwise.
+const DEFAULT_RISKY_WORDS: [&str; 2] = ["赌博", "fuck"];
+
+/// Words that make `msg_sec_check` answer `review` unless told otherwise.
+const DEFAULT_REVIEW_WORDS: [&str; 1] = ["review-me"];
 
 /// Everything a [`MockWechat`](crate::MockWechat) needs to start.
 ///
@@ -60,6 +77,24 @@ pub struct MockConfig {
     /// for its own timeout instead of being refused. Benchmarks turn it on, so that the mock
     /// is not slowed by a TCP handshake per call. `MOCK_WECHAT_KEEP_ALIVE`.
     pub keep_alive: bool,
+    /// `msg_sec_check` answers `risky` for content containing one of these (case ignored).
+    /// Default `赌博`, `fuck`. `MOCK_WECHAT_RISKY_WORDS`.
+    pub risky_words: Vec<String>,
+    /// `msg_sec_check` answers `review` for content containing one of these and no risky
+    /// word. Default `review-me`. `MOCK_WECHAT_REVIEW_WORDS`.
+    pub review_words: Vec<String>,
+    /// How long after `media_check_async` the image is fetched and the verdict pushed.
+    /// Default 200 ms. `MOCK_WECHAT_MEDIA_CHECK_DELAY_MS`.
+    pub media_check_delay: Duration,
+    /// Where media-check verdicts are pushed (`http://` only), as configured in WeChat's
+    /// message push settings; `None`: nowhere (logged). `MOCK_WECHAT_PUSH_URL`.
+    pub push_url: Option<String>,
+    /// The token pushes are signed with. Default [`DEFAULT_PUSH_TOKEN`].
+    /// `MOCK_WECHAT_PUSH_TOKEN`.
+    pub push_token: String,
+    /// The EncodingAESKey (43 characters) that switches pushes to safe mode; `None`: plain
+    /// mode. `MOCK_WECHAT_PUSH_AES_KEY`.
+    pub push_aes_key: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -73,12 +108,19 @@ impl Default for MockConfig {
             threads: 64,
             token_ttl: DEFAULT_TOKEN_TTL,
             keep_alive: false,
+            risky_words: DEFAULT_RISKY_WORDS.map(str::to_owned).to_vec(),
+            review_words: DEFAULT_REVIEW_WORDS.map(str::to_owned).to_vec(),
+            media_check_delay: DEFAULT_MEDIA_CHECK_DELAY,
+            push_url: None,
+            push_token: DEFAULT_PUSH_TOKEN.to_owned(),
+            push_aes_key: None,
         }
     }
 }
 
 impl fmt::Debug for MockConfig {
-    /// Shows everything but the secret, so that the config can be logged.
+    /// Shows everything but the secret, the push token and the EncodingAESKey, so that the
+    /// config can be logged.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secret = if self.secret == DEFAULT_SECRET {
             "<default>"
@@ -93,6 +135,16 @@ impl fmt::Debug for MockConfig {
             .field("latency", &self.latency)
             .field("threads", &self.threads)
             .field("token_ttl", &self.token_ttl)
+            .field("keep_alive", &self.keep_alive)
+            .field("risky_words", &self.risky_words)
+            .field("review_words", &self.review_words)
+            .field("media_check_delay", &self.media_check_delay)
+            .field("push_url", &self.push_url)
+            .field("push_token", &"<redacted>")
+            .field(
+                "push_aes_key",
+                &self.push_aes_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -101,7 +153,11 @@ impl MockConfig {
     /// Reads the configuration from the environment, starting from the defaults:
     /// `MOCK_WECHAT_BIND`, `MOCK_WECHAT_APPID`, `MOCK_WECHAT_SECRET`,
     /// `MOCK_WECHAT_UNIONID` (`1`/`0`/`true`/`false`), `MOCK_WECHAT_LATENCY_MS` (0–60000),
-    /// `MOCK_WECHAT_THREADS` (1–1024) and `MOCK_WECHAT_TOKEN_TTL_SECS` (1–86400).
+    /// `MOCK_WECHAT_THREADS` (1–1024), `MOCK_WECHAT_TOKEN_TTL_SECS` (1–86400),
+    /// `MOCK_WECHAT_KEEP_ALIVE`, `MOCK_WECHAT_RISKY_WORDS` and `MOCK_WECHAT_REVIEW_WORDS`
+    /// (comma-separated), `MOCK_WECHAT_MEDIA_CHECK_DELAY_MS` (0–60000),
+    /// `MOCK_WECHAT_PUSH_URL` (`http://…`), `MOCK_WECHAT_PUSH_TOKEN` and
+    /// `MOCK_WECHAT_PUSH_AES_KEY` (43 characters).
     ///
     /// A variable that is unset or empty keeps its default; surrounding spaces are ignored.
     /// A bad value is an error naming the variable and saying how to fix it, so that a
@@ -148,7 +204,56 @@ impl MockConfig {
         if let Some(keep_alive) = read(&var, "MOCK_WECHAT_KEEP_ALIVE")? {
             config.keep_alive = parse_bool("MOCK_WECHAT_KEEP_ALIVE", &keep_alive)?;
         }
+        if let Some(words) = read(&var, "MOCK_WECHAT_RISKY_WORDS")? {
+            config.risky_words = security::parse_words(&words);
+        }
+        if let Some(words) = read(&var, "MOCK_WECHAT_REVIEW_WORDS")? {
+            config.review_words = security::parse_words(&words);
+        }
+        if let Some(delay) = read(&var, "MOCK_WECHAT_MEDIA_CHECK_DELAY_MS")? {
+            let ms = parse_number(
+                "MOCK_WECHAT_MEDIA_CHECK_DELAY_MS",
+                &delay,
+                0,
+                MAX_MEDIA_CHECK_DELAY_MS,
+                "200",
+            )?;
+            config.media_check_delay = Duration::from_millis(ms);
+        }
+        if let Some(url) = read(&var, "MOCK_WECHAT_PUSH_URL")? {
+            config.push_url = Some(url);
+        }
+        if let Some(token) = read(&var, "MOCK_WECHAT_PUSH_TOKEN")? {
+            config.push_token = token;
+        }
+        if let Some(key) = read(&var, "MOCK_WECHAT_PUSH_AES_KEY")? {
+            config.push_aes_key = Some(key);
+        }
+        config.check_push()?;
         Ok(config)
+    }
+
+    /// The push URL, read; an error naming the variable when it or the EncodingAESKey is
+    /// not usable, so that a typo stops the mock at start rather than at the first push.
+    pub(crate) fn check_push(&self) -> Result<Option<Url>, String> {
+        if let Some(key) = &self.push_aes_key {
+            if push::aes_key_bytes(key).is_err() {
+                return Err(format!(
+                    "MOCK_WECHAT_PUSH_AES_KEY is not an EncodingAESKey; use the 43 characters \
+                     of base64 WeChat shows (A-Z a-z 0-9 + /), {} given",
+                    key.chars().count()
+                ));
+            }
+        }
+        match &self.push_url {
+            None => Ok(None),
+            Some(url) => Url::parse(url).map(Some).ok_or_else(|| {
+                format!(
+                    "MOCK_WECHAT_PUSH_URL={url:?} is not a plain http:// URL; \
+                     e.g. MOCK_WECHAT_PUSH_URL=http://127.0.0.1:8080/wechat/push"
+                )
+            }),
+        }
     }
 }
 
@@ -235,6 +340,15 @@ mod tests {
             ("MOCK_WECHAT_THREADS", "8"),
             ("MOCK_WECHAT_TOKEN_TTL_SECS", "60"),
             ("MOCK_WECHAT_KEEP_ALIVE", "1"),
+            ("MOCK_WECHAT_RISKY_WORDS", "a, 赌博 ,,B"),
+            ("MOCK_WECHAT_REVIEW_WORDS", "hmm"),
+            ("MOCK_WECHAT_MEDIA_CHECK_DELAY_MS", "0"),
+            ("MOCK_WECHAT_PUSH_URL", "http://127.0.0.1:8080/wechat/push"),
+            ("MOCK_WECHAT_PUSH_TOKEN", "tok"),
+            (
+                "MOCK_WECHAT_PUSH_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
         ])
         .unwrap();
         assert_eq!(
@@ -248,6 +362,12 @@ mod tests {
                 threads: 8,
                 token_ttl: Duration::from_secs(60),
                 keep_alive: true,
+                risky_words: vec!["a".to_owned(), "赌博".to_owned(), "B".to_owned()],
+                review_words: vec!["hmm".to_owned()],
+                media_check_delay: Duration::ZERO,
+                push_url: Some("http://127.0.0.1:8080/wechat/push".to_owned()),
+                push_token: "tok".to_owned(),
+                push_aes_key: Some("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".to_owned()),
             }
         );
         assert!(!from_vars(&[("MOCK_WECHAT_UNIONID", "0")]).unwrap().unionid);
@@ -264,6 +384,17 @@ mod tests {
             ("MOCK_WECHAT_THREADS", "many", "from 1 to 1024"),
             ("MOCK_WECHAT_TOKEN_TTL_SECS", "0", "from 1 to 86400"),
             ("MOCK_WECHAT_TOKEN_TTL_SECS", "2h", "from 1 to 86400"),
+            (
+                "MOCK_WECHAT_MEDIA_CHECK_DELAY_MS",
+                "60001",
+                "from 0 to 60000",
+            ),
+            (
+                "MOCK_WECHAT_PUSH_URL",
+                "https://example.com/push",
+                "http://",
+            ),
+            ("MOCK_WECHAT_PUSH_AES_KEY", "tooshort", "43 characters"),
         ];
         for (name, value, fix) in cases {
             let err = from_vars(&[(name, value)]).unwrap_err();
@@ -283,5 +414,6 @@ mod tests {
         assert!(shown.contains("<redacted>"), "{shown}");
         let shown = format!("{:?}", MockConfig::default());
         assert!(!shown.contains(DEFAULT_SECRET), "{shown}");
+        assert!(!shown.contains(DEFAULT_PUSH_TOKEN), "{shown}");
     }
 }

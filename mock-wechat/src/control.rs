@@ -1,6 +1,7 @@
 //! The `/mock/…` endpoints, which WeChat does not have: they let a person or a test play the
-//! WeChat client (`wx.login()` codes, phone codes, open data), expire access tokens, and read
-//! the call counters. Each does what a [`crate::MockWechat`] method does in-process.
+//! WeChat client (`wx.login()` codes, phone codes, open data), expire access tokens, set how
+//! content security answers, and read the call counters. Each does what a
+//! [`crate::MockWechat`] method does in-process.
 
 use serde_json::json;
 
@@ -9,7 +10,11 @@ use crate::opendata::MockProfile;
 use crate::phone;
 use crate::reply::Reply;
 use crate::request::param;
+use crate::security::{self, MediaVerdict, SecApi, Switch};
 use crate::state::{Api, State};
+
+/// Most checks one `/mock/media_check` verdict applies to.
+const MAX_TIMES: u32 = 1000;
 
 /// `GET /mock/code?user=NAME`: what a simulated `wx.login()` calls to get a code.
 pub(crate) fn code(state: &State, query: &str) -> Reply {
@@ -107,16 +112,115 @@ pub(crate) fn expire_tokens(state: &State) -> Reply {
     Reply::json(200, &json!({ "expired": expired }))
 }
 
+/// `POST /mock/msg_sec_check[?risky=W,W][&review=W,W][&fault=CODE]`: replaces the risky
+/// words, the review words, or the fault every msg_sec_check answers (`fault=` or
+/// `fault=none` turns it off); answers the settings now in force.
+pub(crate) fn msg_sec_check(state: &State, query: &str) -> Reply {
+    let words = |name: &str| param(query, name).map(|list| security::parse_words(&list));
+    let fault = match read_fault(query) {
+        Ok(fault) => fault,
+        Err(reply) => return reply,
+    };
+    state.security.set_words(words("risky"), words("review"));
+    if let Some(fault) = fault {
+        state.security.set_fault(SecApi::MsgSecCheck, fault);
+    }
+    let (risky, review) = state.security.words();
+    log::info!("msg_sec_check: risky words {risky:?}, review words {review:?}");
+    Reply::json(
+        200,
+        &json!({
+            "risky": risky,
+            "review": review,
+            "fault": fault_text(state, SecApi::MsgSecCheck),
+        }),
+    )
+}
+
+/// `POST /mock/media_check?openid=O|user=U&suggest=pass|risky|review|timeout[&times=N]`: the
+/// next N (default 1; 0 forgets the verdict) media checks of that openid get that verdict; and/or
+/// `?fault=CODE`: every media_check_async answers that failure (`fault=none` turns it off).
+pub(crate) fn media_check(state: &State, query: &str) -> Reply {
+    let bad = |what: &str| Reply::mock_error(400, &format!("mock-wechat: {what}"));
+    let fault = match read_fault(query) {
+        Ok(fault) => fault,
+        Err(reply) => return reply,
+    };
+    let openid = match (param(query, "openid"), param(query, "user")) {
+        (Some(openid), None) if !openid.is_empty() => Some(openid),
+        (None, Some(user)) if code::is_valid_user(&user) => Some(state.openid_for(&user)),
+        (None, None) => None,
+        _ => return bad("give either openid or user (1 to 32 of A-Z a-z 0-9 _)"),
+    };
+    let verdict = match param(query, "suggest") {
+        None => None,
+        Some(suggest) => match MediaVerdict::parse(&suggest) {
+            Some(verdict) => Some(verdict),
+            None => return bad("suggest must be pass, risky, review or timeout"),
+        },
+    };
+    let times = match param(query, "times").map(|times| times.parse::<u32>()) {
+        None => 1,
+        Some(Ok(times)) if times <= MAX_TIMES => times,
+        Some(_) => return bad("times must be a whole number from 0 to 1000"),
+    };
+    let set = match (openid, verdict) {
+        (Some(openid), Some(verdict)) => {
+            state.security.set_media_verdict(&openid, verdict, times);
+            log::info!(
+                "media_check: the next {times} checks of {openid} will be {}",
+                verdict.as_str()
+            );
+            json!({ "openid": openid, "suggest": verdict.as_str(), "times": times })
+        }
+        (None, None) if fault.is_some() => serde_json::Value::Null,
+        _ => return bad("give openid (or user) with suggest, or fault"),
+    };
+    if let Some(fault) = fault {
+        state.security.set_fault(SecApi::MediaCheckAsync, fault);
+    }
+    Reply::json(
+        200,
+        &json!({ "verdict": set, "fault": fault_text(state, SecApi::MediaCheckAsync) }),
+    )
+}
+
+/// The `fault` parameter: `None` when absent; `Some(None)` to turn the fault off (empty or
+/// `none`); `Some(Some(…))` for a failure code (`fail.-1`, `http.502`, `garbage.x`,
+/// `slow.5000`); a 400 for anything else.
+fn read_fault(query: &str) -> Result<Option<Switch>, Reply> {
+    match param(query, "fault") {
+        None => Ok(None),
+        Some(text) if text.is_empty() || text == "none" => Ok(Some(None)),
+        Some(text) => match code::parse_fault(&text) {
+            Some(fault) => Ok(Some(Some((text, fault)))),
+            None => Err(Reply::mock_error(
+                400,
+                "mock-wechat: fault must be fail.<errcode>, http.<status>, garbage.<x>, \
+                 slow.<ms> or none",
+            )),
+        },
+    }
+}
+
+fn fault_text(state: &State, api: SecApi) -> Option<String> {
+    state.security.fault(api).map(|(text, _)| text)
+}
+
 /// `GET /mock/stats`, built by hand so that the keys keep this order.
 pub(crate) fn stats(state: &State) -> Reply {
     Reply::json_text(
         200,
         format!(
-            "{{\"jscode2session\":{},\"stable_token\":{},\"tokens_minted\":{},\"getuserphonenumber\":{}}}",
+            "{{\"jscode2session\":{},\"stable_token\":{},\"tokens_minted\":{},\"getuserphonenumber\":{},\
+             \"msg_sec_check\":{},\"media_check_async\":{},\"media_pushes\":{}}}",
             state.calls(Api::Jscode2session),
             state.calls(Api::StableToken),
             state.tokens_minted(),
-            state.calls(Api::PhoneNumber)
+            state.calls(Api::PhoneNumber),
+            state.calls(Api::MsgSecCheck),
+            state.calls(Api::MediaCheckAsync),
+            state.pushes()
         ),
     )
 }

@@ -86,6 +86,16 @@ impl Nonces {
         URL_SAFE_NO_PAD.encode(&bytes[..48])
     }
 
+    /// A content-security `trace_id`, shaped like WeChat's (`65557e88-016af6aa-17e69df6`):
+    /// three groups of 8 lowercase hex digits.
+    pub(crate) fn trace_id(&self) -> String {
+        let hex: String = self.draw()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}-{}-{}", &hex[..8], &hex[8..16], &hex[16..])
+    }
+
     /// The nonce of a minted code: 12 lowercase hex digits.
     pub(crate) fn code_nonce(&self) -> String {
         self.draw()[..6]
@@ -137,5 +147,9 @@ mod tests {
         assert_eq!(nonce.len(), 12);
         assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(nonce, nonces.code_nonce());
+        let trace = nonces.trace_id();
+        assert_eq!(trace.len(), 26);
+        assert_eq!(trace.split('-').count(), 3);
+        assert_ne!(trace, nonces.trace_id());
     }
 }

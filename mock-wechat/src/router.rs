@@ -1,16 +1,20 @@
 //! Routing: which endpoint answers a request, the method each one takes, and what every call
 //! to a WeChat API goes through (the configured latency, the call counter).
 
+use std::sync::Arc;
+
 use tiny_http::{Method, Request};
 
 use crate::control;
 use crate::reply::Reply;
 use crate::request::read_body;
+use crate::secapi;
 use crate::state::{Api, State};
 use crate::wechat;
 
-/// Answers one request. Never panics, whatever the request holds.
-pub(crate) fn handle(state: &State, mut request: Request) {
+/// Answers one request. Never panics, whatever the request holds. The state comes as an
+/// `Arc` because a media check outlives the request that started it.
+pub(crate) fn handle(state: &Arc<State>, mut request: Request) {
     let url = request.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     let is_get = *request.method() == Method::Get;
@@ -31,8 +35,24 @@ pub(crate) fn handle(state: &State, mut request: Request) {
                 wechat::get_user_phone_number(state, query, body.as_deref())
             })
         }
-        "/mock/expire_tokens" if !is_post => Reply::method_not_allowed("POST"),
+        "/wxa/msg_sec_check" => {
+            let body = post_body(&mut request, is_post);
+            call_wechat(state, Api::MsgSecCheck, is_post, "POST", || {
+                secapi::msg_sec_check(state, query, body.as_deref())
+            })
+        }
+        "/wxa/media_check_async" => {
+            let body = post_body(&mut request, is_post);
+            call_wechat(state, Api::MediaCheckAsync, is_post, "POST", || {
+                secapi::media_check_async(state, query, body.as_deref())
+            })
+        }
+        "/mock/expire_tokens" | "/mock/msg_sec_check" | "/mock/media_check" if !is_post => {
+            Reply::method_not_allowed("POST")
+        }
         "/mock/expire_tokens" => control::expire_tokens(state),
+        "/mock/msg_sec_check" => control::msg_sec_check(state, query),
+        "/mock/media_check" => control::media_check(state, query),
         "/mock/code" | "/mock/phone_code" | "/mock/userinfo" | "/mock/stats" | "/healthz"
             if !is_get =>
         {

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::code;
 use crate::config::MockConfig;
 use crate::identity::{self, Nonces};
 use crate::opendata::{MockProfile, OpenData};
 use crate::phone;
+use crate::push::PushKeys;
 use crate::router;
+use crate::security::{MediaVerdict, SecApi};
 use crate::state::{Api, State};
 
 /// How long `stop` waits for tiny_http's accept thread to close the listening socket.
@@ -30,7 +33,8 @@ impl MockWechat {
     /// Listens on `config.bind` and starts `config.threads` workers, then returns at once:
     /// the mock answers as soon as this returns.
     ///
-    /// Fails when the address cannot be bound (in use, bad host), when `threads` is 0, or
+    /// Fails when the address cannot be bound (in use, bad host), when `threads` is 0, when
+    /// `push_url` is not a plain `http://` URL or `push_aes_key` not an EncodingAESKey, or
     /// when threads cannot be spawned.
     pub fn start(config: MockConfig) -> io::Result<MockWechat> {
         if config.threads == 0 {
@@ -47,7 +51,7 @@ impl MockWechat {
         let mut mock = MockWechat {
             server: Some(Arc::new(server)),
             workers: Vec::with_capacity(threads),
-            state: Arc::new(State::new(config, Nonces::from_os()?)),
+            state: Arc::new(State::new(config, Nonces::from_os()?)?),
             addr,
         };
         for n in 0..threads {
@@ -163,6 +167,79 @@ impl MockWechat {
         self.state.calls(Api::PhoneNumber)
     }
 
+    /// How many requests to `/wxa/msg_sec_check` it has answered, whatever the outcome.
+    pub fn msg_sec_check_calls(&self) -> u64 {
+        self.state.calls(Api::MsgSecCheck)
+    }
+
+    /// How many requests to `/wxa/media_check_async` it has answered, whatever the outcome.
+    pub fn media_check_calls(&self) -> u64 {
+        self.state.calls(Api::MediaCheckAsync)
+    }
+
+    /// How many media-check verdicts a push receiver accepted (answered 2xx).
+    pub fn media_pushes(&self) -> u64 {
+        self.state.pushes()
+    }
+
+    /// Replaces the words that make msg_sec_check answer `risky` (case ignored), the same
+    /// as `POST /mock/msg_sec_check?risky=W,W`.
+    pub fn set_risky_words(&self, words: &[&str]) {
+        let words = words.iter().map(|word| (*word).to_owned()).collect();
+        self.state.security.set_words(Some(words), None);
+    }
+
+    /// Replaces the words that make msg_sec_check answer `review`, the same as
+    /// `POST /mock/msg_sec_check?review=W,W`.
+    pub fn set_review_words(&self, words: &[&str]) {
+        let words = words.iter().map(|word| (*word).to_owned()).collect();
+        self.state.security.set_words(None, Some(words));
+    }
+
+    /// Makes every following msg_sec_check answer failure code `fault` (`fail.-1`,
+    /// `http.502`, `garbage.x`, or `slow.<ms>` to outwait a client's timeout), or answer
+    /// normally again with `None`. False, changing nothing, when `fault` is not a failure
+    /// code. The same as `POST /mock/msg_sec_check?fault=CODE`.
+    pub fn set_msg_sec_check_fault(&self, fault: Option<&str>) -> bool {
+        self.set_fault(SecApi::MsgSecCheck, fault)
+    }
+
+    /// Like [`MockWechat::set_msg_sec_check_fault`] for media_check_async: its answer fails,
+    /// and no check starts. The same as `POST /mock/media_check?fault=CODE`.
+    pub fn set_media_check_fault(&self, fault: Option<&str>) -> bool {
+        self.set_fault(SecApi::MediaCheckAsync, fault)
+    }
+
+    fn set_fault(&self, api: SecApi, fault: Option<&str>) -> bool {
+        let switch = match fault {
+            None => None,
+            Some(text) => match code::parse_fault(text) {
+                Some(fault) => Some((text.to_owned(), fault)),
+                None => return false,
+            },
+        };
+        self.state.security.set_fault(api, switch);
+        true
+    }
+
+    /// The next `times` media checks of `openid` get `verdict` instead of `pass`
+    /// (`MediaVerdict::Timeout`: nothing is pushed); `times` 0 forgets it. The same as
+    /// `POST /mock/media_check?openid=O&suggest=S&times=N`.
+    ///
+    /// Images cannot be marked by their bytes: a server that re-encodes uploads, as it
+    /// should, drops any marker, so the verdict is chosen per openid.
+    pub fn set_media_verdict(&self, openid: &str, verdict: MediaVerdict, times: u32) {
+        self.state
+            .security
+            .set_media_verdict(openid, verdict, times);
+    }
+
+    /// The token, EncodingAESKey and appid the mock signs pushes with, to open them in
+    /// tests or to forge pushes that a server should take for WeChat's.
+    pub fn push_keys(&self) -> PushKeys {
+        self.state.push_keys.clone()
+    }
+
     /// Stops the server: requests in flight are answered (those still sleeping get 503),
     /// the workers are joined, and once this returns the port refuses connections.
     pub fn stop(self) {
@@ -194,6 +271,13 @@ impl Drop for MockWechat {
                 log::error!("a mock-wechat worker panicked");
             }
         }
+        // Media checks stop at their next wait; one in a fetch or a push finishes it first
+        // (at most the 5 s timeout of a call).
+        for check in self.state.take_checks() {
+            if check.join().is_err() {
+                log::error!("a mock-wechat media check panicked");
+            }
+        }
         // The last handle: tiny_http's accept thread now closes the listening socket, but on
         // its own time, so wait until connections are refused.
         drop(server);
@@ -202,7 +286,7 @@ impl Drop for MockWechat {
 }
 
 /// A worker: answers requests until the mock stops.
-fn work(server: &tiny_http::Server, state: &State) {
+fn work(server: &tiny_http::Server, state: &Arc<State>) {
     loop {
         match server.recv() {
             Ok(request) => router::handle(state, request),

@@ -1,17 +1,23 @@
 //! The state every worker shares: the configuration, the used codes, each user's session
-//! keys, the access tokens, and the call counters the tests and `/mock/stats` read. The
-//! endpoints in `wechat` and `control` read and change the mock only through it.
+//! keys, the access tokens, the content-security settings, the media checks under way, and
+//! the call counters the tests and `/mock/stats` read. The endpoints in `wechat`, `secapi`
+//! and `control` read and change the mock only through it.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::code;
 use crate::config::MockConfig;
+use crate::http::Url;
 use crate::identity::{self, Nonces};
 use crate::opendata::{self, MockProfile, OpenData, Watermark};
 use crate::phone::{self, Phone};
+use crate::push::PushKeys;
+use crate::security::Security;
 use crate::sync::{lock, Shutdown};
 use crate::token::{Check, Tokens};
 
@@ -25,12 +31,18 @@ const USED_CODES_LIMIT: usize = 1_000_000;
 /// (those users then have no open data until they log in again). ~100 bytes a user.
 const SESSIONS_LIMIT: usize = 100_000;
 
+/// How many media checks may be under way at once (each is a thread that waits, fetches and
+/// pushes); more are refused with errcode -1, as a busy WeChat would.
+const CHECKS_LIMIT: usize = 1000;
+
 /// The WeChat APIs whose calls are counted.
 #[derive(Clone, Copy)]
 pub(crate) enum Api {
     Jscode2session,
     StableToken,
     PhoneNumber,
+    MsgSecCheck,
+    MediaCheckAsync,
 }
 
 /// Everything the workers share.
@@ -43,7 +55,15 @@ pub(crate) struct State {
     sessions: Mutex<HashMap<String, SessionKeys>>,
     tokens: Tokens,
     /// Indexed by [`Api`].
-    calls: [AtomicU64; 3],
+    calls: [AtomicU64; 5],
+    pub(crate) security: Security,
+    /// Where media-check verdicts go, read from `config.push_url`.
+    pub(crate) push_url: Option<Url>,
+    pub(crate) push_keys: PushKeys,
+    /// The media checks under way, joined by `stop`.
+    checks: Mutex<Vec<JoinHandle<()>>>,
+    /// Pushes a receiver accepted (answered 2xx).
+    pushes: AtomicU64,
 }
 
 /// A user's session keys: the one from the latest login and the one before it.
@@ -86,9 +106,22 @@ impl UsedCodes {
 }
 
 impl State {
-    pub(crate) fn new(config: MockConfig, nonces: Nonces) -> State {
-        State {
+    /// Fails when the push URL or the EncodingAESKey is not usable.
+    pub(crate) fn new(config: MockConfig, nonces: Nonces) -> io::Result<State> {
+        let push_url = config
+            .check_push()
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+        Ok(State {
             tokens: Tokens::new(config.token_ttl),
+            security: Security::new(config.risky_words.clone(), config.review_words.clone()),
+            push_url,
+            push_keys: PushKeys {
+                token: config.push_token.clone(),
+                aes_key: config.push_aes_key.clone(),
+                appid: config.appid.clone(),
+            },
+            checks: Mutex::new(Vec::new()),
+            pushes: AtomicU64::new(0),
             config,
             shutdown: Shutdown::default(),
             nonces,
@@ -96,7 +129,41 @@ impl State {
             phone_codes: UsedCodes::new("phone"),
             sessions: Mutex::new(HashMap::new()),
             calls: Default::default(),
+        })
+    }
+
+    /// A fresh `trace_id` for a content-security call.
+    pub(crate) fn trace_id(&self) -> String {
+        self.nonces.trace_id()
+    }
+
+    /// Keeps a media check's thread for `stop` to join; false (and the thread is not
+    /// started) when [`CHECKS_LIMIT`] are under way.
+    pub(crate) fn start_check(
+        &self,
+        spawn: impl FnOnce() -> io::Result<JoinHandle<()>>,
+    ) -> io::Result<bool> {
+        let mut checks = lock(&self.checks);
+        checks.retain(|check| !check.is_finished());
+        if checks.len() >= CHECKS_LIMIT {
+            return Ok(false);
         }
+        checks.push(spawn()?);
+        Ok(true)
+    }
+
+    /// The media checks under way, for `stop` to join.
+    pub(crate) fn take_checks(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *lock(&self.checks))
+    }
+
+    /// Counts a push a receiver accepted.
+    pub(crate) fn count_push(&self) {
+        self.pushes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn pushes(&self) -> u64 {
+        self.pushes.load(Ordering::SeqCst)
     }
 
     /// A fresh code for `user`, or `None` when no code can be minted for that name.

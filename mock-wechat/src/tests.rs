@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::{MockConfig, MockWechat, DEFAULT_APPID, DEFAULT_SECRET};
 
+mod content_security;
 mod open_data;
 mod phone;
 mod stable_token;
@@ -385,7 +386,7 @@ fn mock_stats_counts_every_jscode2session_answer() {
     assert_eq!(stats.header("Content-Type"), Some("application/json"));
     assert_eq!(
         stats.body,
-        r#"{"jscode2session":5,"stable_token":0,"tokens_minted":0,"getuserphonenumber":0}"#
+        r#"{"jscode2session":5,"stable_token":0,"tokens_minted":0,"getuserphonenumber":0,"msg_sec_check":0,"media_check_async":0,"media_pushes":0}"#
     );
 }
 
@@ -421,7 +422,11 @@ fn unknown_paths_answer_404_and_wrong_methods_405() {
     for path in [
         "/cgi-bin/stable_token",
         "/wxa/business/getuserphonenumber",
+        "/wxa/msg_sec_check",
+        "/wxa/media_check_async",
         "/mock/expire_tokens",
+        "/mock/msg_sec_check",
+        "/mock/media_check",
     ] {
         let answer = request(mock.addr(), "GET", path);
         assert_eq!(answer.status, 405, "{path}");

@@ -1,7 +1,8 @@
 //! The endpoints that imitate WeChat's API: `/sns/jscode2session`, `/cgi-bin/stable_token`
 //! and `/wxa/business/getuserphonenumber`, each with WeChat's rules (which errcode for which
-//! input, in which order) and WeChat's answers. The router counts the calls and adds the
-//! configured latency.
+//! input, in which order) and WeChat's answers, and the access-token check and failure
+//! answers that the content-security APIs (`secapi`) share. The router counts the calls and
+//! adds the configured latency.
 
 use serde_json::{json, Map, Value};
 
@@ -116,23 +117,8 @@ pub(crate) fn stable_token(state: &State, body: Option<&[u8]>) -> Reply {
 /// `POST /wxa/business/getuserphonenumber?access_token=…` with `{"code":…}`.
 pub(crate) fn get_user_phone_number(state: &State, query: &str, body: Option<&[u8]>) -> Reply {
     const API: &str = "getuserphonenumber";
-    let token = match param(query, "access_token") {
-        Some(token) if !token.is_empty() => token,
-        _ => {
-            log::info!("{API}: no access_token -> 41001");
-            return Reply::wechat_error(41001);
-        }
-    };
-    match state.check_token(&token) {
-        Check::Valid => {}
-        Check::Unknown => {
-            log::info!("{API}: an unknown access_token -> 40001");
-            return Reply::wechat_error(40001);
-        }
-        Check::Expired => {
-            log::info!("{API}: an expired access_token -> 42001");
-            return Reply::wechat_error(42001);
-        }
+    if let Err(refused) = check_access_token(state, API, query) {
+        return refused;
     }
     let code = match json_object(body).as_ref().and_then(|body| body.get("code")) {
         Some(Value::String(code)) if !code.is_empty() => code.clone(),
@@ -170,6 +156,29 @@ pub(crate) fn get_user_phone_number(state: &State, query: &str, body: Option<&[u
     }
 }
 
+/// The `access_token` of a call to `api`: the error to answer unless it is one the mock
+/// issued and still valid (41001 missing, 40001 unknown, 42001 expired).
+pub(crate) fn check_access_token(state: &State, api: &str, query: &str) -> Result<(), Reply> {
+    let token = match param(query, "access_token") {
+        Some(token) if !token.is_empty() => token,
+        _ => {
+            log::info!("{api}: no access_token -> 41001");
+            return Err(Reply::wechat_error(41001));
+        }
+    };
+    match state.check_token(&token) {
+        Check::Valid => Ok(()),
+        Check::Unknown => {
+            log::info!("{api}: an unknown access_token -> 40001");
+            Err(Reply::wechat_error(40001))
+        }
+        Check::Expired => {
+            log::info!("{api}: an expired access_token -> 42001");
+            Err(Reply::wechat_error(42001))
+        }
+    }
+}
+
 /// A successful getuserphonenumber, in WeChat's shape.
 fn phone_number(state: &State, phone: &Phone<'_>) -> Reply {
     log::info!("getuserphonenumber: the phone number of {}", phone.user);
@@ -186,8 +195,9 @@ fn phone_number(state: &State, phone: &Phone<'_>) -> Reply {
 }
 
 /// The answer to failure code `code` sent to `api`, the same on every API that takes a
-/// code; `succeed` answers a `slow.<ms>` code once its wait is over.
-fn answer_fault(
+/// code (and on the content-security APIs, whose fault `/mock` switches on); `succeed`
+/// answers a `slow.<ms>` code once its wait is over.
+pub(crate) fn answer_fault(
     state: &State,
     api: &str,
     code: &str,

@@ -220,6 +220,6 @@ fn mock_stats_counts_every_wechat_api() {
     assert_eq!(mock.phone_calls(), 2);
     assert_eq!(
         get(&mock, "/mock/stats").body,
-        r#"{"jscode2session":1,"stable_token":5,"tokens_minted":2,"getuserphonenumber":2}"#
+        r#"{"jscode2session":1,"stable_token":5,"tokens_minted":2,"getuserphonenumber":2,"msg_sec_check":0,"media_check_async":0,"media_pushes":0}"#
     );
 }
