@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::fields::BodyFields;
 use crate::opendata::{self, OpenDataError};
 use crate::profile;
+use crate::replay::{CodeReplay, Exchange};
 use crate::secret::random_hex;
 use crate::session::{ClientInfo, SessionService, TokenPair};
 use crate::singleflight::CodeFlights;
@@ -259,12 +260,14 @@ pub struct LoginService {
     appid: String,
     sessions: Arc<SessionService>,
     store: Arc<dyn UserStore>,
-    /// jscode2session outcomes, shared by the requests that carry the same code.
-    flights: CodeFlights<Session, Error>,
+    /// Exchanges in flight on this node, shared by the requests that carry the same code.
+    flights: CodeFlights<Exchange, Error>,
+    /// Codes shared by every node, and their outcomes within the replay window.
+    replay: CodeReplay,
 }
 
 impl LoginService {
-    /// `replay_window` is how long a code's session is remembered (zero: not at all);
+    /// `replay_window` is how long a code's outcome is kept for retries (zero: not at all);
     /// `wait_limit` bounds how long a duplicate request waits for the first one's exchange.
     pub fn new(
         wechat: WechatClient,
@@ -276,11 +279,11 @@ impl LoginService {
     ) -> LoginService {
         LoginService {
             wechat,
+            replay: CodeReplay::new(store.clone(), appid.clone(), replay_window, wait_limit),
             appid,
             sessions,
             store,
             flights: CodeFlights::new(
-                replay_window,
                 wait_limit,
                 // A duplicate that waited as long as the upstream call may take saw it time out.
                 Error::Wechat(WechatError::Timeout),
@@ -289,19 +292,22 @@ impl LoginService {
         }
     }
 
-    /// Logs in. Concurrent requests with one code share one jscode2session call, and a retry
-    /// within the replay window reuses its session, so an honest double tap never sees "code
-    /// been used". Each request still judges its own profile, writes its own row, and opens its
+    /// Logs in. Requests with one code share one jscode2session call (on this node, and through
+    /// the database across nodes), and a retry within the replay window, on any node, reuses its
+    /// outcome, so an honest double tap or retry never sees "code been used". Each request still judges its own profile, writes its own row, and opens its
     /// own session, whose tokens are signed only once the row and the session are committed.
     pub fn login(
         &self,
         request: &LoginRequest,
         client: ClientInfo<'_>,
     ) -> Result<LoginOutcome, Error> {
-        let session = self.flights.run(&request.code, || {
-            self.wechat.code2session(&request.code).map_err(Error::from)
+        let exchange = self.flights.run(&request.code, || {
+            self.replay.exchange(&request.code, || {
+                self.wechat.code2session(&request.code).map_err(Error::from)
+            })
         })?;
-        let (status, profile, decrypted_unionid) = self.judge_profile(request, &session)?;
+        let session = &exchange.session;
+        let (status, profile, decrypted_unionid) = self.judge_profile(request, session)?;
         let unionid = session.unionid.clone().or(decrypted_unionid);
         let uid = self.store.upsert_login(&LoginRecord {
             openid: &session.openid,
@@ -310,6 +316,7 @@ impl LoginService {
             profile: profile.as_ref(),
             session_key: &session.session_key,
         })?;
+        self.replay.finish(&exchange);
         let tokens = self
             .sessions
             .start(&uid, &session.openid, unionid.as_deref(), client)?;

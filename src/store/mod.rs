@@ -84,6 +84,21 @@ pub enum SessionState {
     Gone,
 }
 
+/// What a node found when it claimed a login code (see [`UserStore::claim_code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeClaim {
+    /// The code is this node's to exchange at WeChat; it then calls `finish_code` or
+    /// `release_code`.
+    Claimed,
+    /// Another request (on any node) is exchanging it now.
+    Pending,
+    /// It was exchanged within the replay window, for this user.
+    Done {
+        openid: String,
+        unionid: Option<String>,
+    },
+}
+
 /// A live session, as `GET /api/me/sessions` lists it. Times are unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -153,6 +168,27 @@ pub trait UserStore: Send + Sync {
 
     /// The user's sessions that are neither revoked nor expired at `now`, newest first.
     fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError>;
+
+    /// Claims the login code with this hash for one WeChat exchange across every node, or finds
+    /// who has it. A claim is bound by `claim_until` (unix seconds): past it, a node that gave up
+    /// or died loses the claim to the next request.
+    fn claim_code(&self, hash: &str, now: i64, claim_until: i64) -> Result<CodeClaim, StoreError>;
+
+    /// Records who the claimed code logged in, for retries until `remember_until`. Called only
+    /// once that user's row is written, so a retry on any node finds their session_key.
+    fn finish_code(
+        &self,
+        hash: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        remember_until: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up a claim after WeChat failed, so that a retry may ask again.
+    fn release_code(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// Forgets codes past their bound; how many.
+    fn purge_codes(&self, now: i64) -> Result<u64, StoreError>;
 
     /// The user with this openid, if any.
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError>;

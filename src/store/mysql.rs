@@ -7,7 +7,7 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo,
+    is_duplicate_column, CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo,
     SessionState, StoreError, StoreOptions, UserStore,
 };
 use crate::net::is_loopback_host;
@@ -40,6 +40,12 @@ const REVOKE_SESSION: &str = include_str!("../../sql/mysql/revoke_session.sql");
 const LIVE_SESSION_IDS: &str = include_str!("../../sql/mysql/live_session_ids.sql");
 const REVOKE_USER_SESSIONS: &str = include_str!("../../sql/mysql/revoke_user_sessions.sql");
 const LIST_SESSIONS: &str = include_str!("../../sql/mysql/list_sessions.sql");
+const CLAIM_CODE: &str = include_str!("../../sql/mysql/claim_code.sql");
+const FIND_CODE: &str = include_str!("../../sql/mysql/find_code.sql");
+const EXPIRE_CODE: &str = include_str!("../../sql/mysql/expire_code.sql");
+const FINISH_CODE: &str = include_str!("../../sql/mysql/finish_code.sql");
+const RELEASE_CODE: &str = include_str!("../../sql/mysql/release_code.sql");
+const PURGE_CODES: &str = include_str!("../../sql/mysql/purge_codes.sql");
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again, up to this many times.
@@ -349,6 +355,52 @@ impl UserStore for MysqlStore {
                 phone: super::phone_from_columns(phone, pure, country),
             },
         ))
+    }
+
+    fn claim_code(&self, hash: &str, now: i64, claim_until: i64) -> Result<CodeClaim, StoreError> {
+        self.run(|conn| {
+            for _ in 0..3 {
+                conn.exec_drop(CLAIM_CODE, (hash, now, claim_until))?;
+                if conn.affected_rows() == 1 {
+                    return Ok(CodeClaim::Claimed);
+                }
+                let found: Option<(Option<String>, Option<String>, i64)> =
+                    conn.exec_first(FIND_CODE, (hash,))?;
+                match found {
+                    Some((_, _, expires_at)) if expires_at < now => {
+                        conn.exec_drop(EXPIRE_CODE, (hash, now))?;
+                    }
+                    Some((Some(openid), unionid, _)) => {
+                        return Ok(CodeClaim::Done { openid, unionid })
+                    }
+                    Some((None, _, _)) => return Ok(CodeClaim::Pending),
+                    // Released between our insert and our look: claim again.
+                    None => {}
+                }
+            }
+            Ok(CodeClaim::Pending)
+        })
+    }
+
+    fn finish_code(
+        &self,
+        hash: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        remember_until: i64,
+    ) -> Result<(), StoreError> {
+        self.run(|conn| conn.exec_drop(FINISH_CODE, (openid, unionid, remember_until, hash)))
+    }
+
+    fn release_code(&self, hash: &str) -> Result<(), StoreError> {
+        self.run(|conn| conn.exec_drop(RELEASE_CODE, (hash,)))
+    }
+
+    fn purge_codes(&self, now: i64) -> Result<u64, StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(PURGE_CODES, (now,))
+                .map(|()| conn.affected_rows())
+        })
     }
 
     fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError> {

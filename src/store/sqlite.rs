@@ -8,8 +8,8 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, LoginRecord, NewSession, RefreshRecord, Rotation,
-    SessionInfo, SessionState, StoreError, StoreOptions, UserStore,
+    is_duplicate_column, phone_from_columns, CodeClaim, LoginRecord, NewSession, RefreshRecord,
+    Rotation, SessionInfo, SessionState, StoreError, StoreOptions, UserStore,
 };
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
@@ -18,6 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+const CLAIM_CODE: &str = include_str!("../../sql/sqlite/claim_code.sql");
+const FIND_CODE: &str = include_str!("../../sql/sqlite/find_code.sql");
+const EXPIRE_CODE: &str = include_str!("../../sql/sqlite/expire_code.sql");
+const FINISH_CODE: &str = include_str!("../../sql/sqlite/finish_code.sql");
+const RELEASE_CODE: &str = include_str!("../../sql/sqlite/release_code.sql");
+const PURGE_CODES: &str = include_str!("../../sql/sqlite/purge_codes.sql");
 const UPSERT_LOGIN: &str = include_str!("../../sql/sqlite/upsert_login.sql");
 const FIND_USER: &str = include_str!("../../sql/sqlite/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/sqlite/find_session_key.sql");
@@ -323,6 +329,75 @@ impl UserStore for SqliteStore {
                 })
                 .optional()
             })
+            .map_err(classify)
+    }
+
+    fn claim_code(&self, hash: &str, now: i64, claim_until: i64) -> Result<CodeClaim, StoreError> {
+        let conn = self.conn()?;
+        let run = || -> rusqlite::Result<CodeClaim> {
+            for _ in 0..3 {
+                if conn
+                    .prepare_cached(CLAIM_CODE)?
+                    .execute(params![hash, now, claim_until])?
+                    == 1
+                {
+                    return Ok(CodeClaim::Claimed);
+                }
+                let found = conn
+                    .prepare_cached(FIND_CODE)?
+                    .query_row([hash], |row| {
+                        Ok((
+                            row.get::<_, Option<String>>(0)?,
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                match found {
+                    Some((_, _, expires_at)) if expires_at < now => {
+                        conn.prepare_cached(EXPIRE_CODE)?
+                            .execute(params![hash, now])?;
+                    }
+                    Some((Some(openid), unionid, _)) => {
+                        return Ok(CodeClaim::Done { openid, unionid })
+                    }
+                    Some((None, _, _)) => return Ok(CodeClaim::Pending),
+                    // Released between our insert and our look: claim again.
+                    None => {}
+                }
+            }
+            Ok(CodeClaim::Pending)
+        };
+        run().map_err(classify)
+    }
+
+    fn finish_code(
+        &self,
+        hash: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        remember_until: i64,
+    ) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(FINISH_CODE)
+            .and_then(|mut stmt| stmt.execute(params![openid, unionid, remember_until, hash]))
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn release_code(&self, hash: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(RELEASE_CODE)
+            .and_then(|mut stmt| stmt.execute([hash]))
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn purge_codes(&self, now: i64) -> Result<u64, StoreError> {
+        self.conn()?
+            .prepare_cached(PURGE_CODES)
+            .and_then(|mut stmt| stmt.execute([now]))
+            .map(|rows| rows as u64)
             .map_err(classify)
     }
 

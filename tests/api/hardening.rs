@@ -17,8 +17,8 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
-    UserStore,
+    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
+    StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -166,6 +166,24 @@ impl UserStore for CountingStore {
     }
     fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
         self.inner.list_sessions(uid, now)
+    }
+    fn claim_code(&self, hash: &str, now: i64, until: i64) -> Result<CodeClaim, StoreError> {
+        self.inner.claim_code(hash, now, until)
+    }
+    fn finish_code(
+        &self,
+        hash: &str,
+        openid: &str,
+        unionid: Option<&str>,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_code(hash, openid, unionid, until)
+    }
+    fn release_code(&self, hash: &str) -> Result<(), StoreError> {
+        self.inner.release_code(hash)
+    }
+    fn purge_codes(&self, now: i64) -> Result<u64, StoreError> {
+        self.inner.purge_codes(now)
     }
     fn find_user(&self, openid: &str) -> Result<Option<User>, StoreError> {
         self.inner.find_user(openid)

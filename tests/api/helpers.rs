@@ -113,17 +113,21 @@ impl TestDb {
     /// The number of user rows, counted around the store: the service never needs it, so the
     /// store has no method for it.
     pub fn count_users(&self) -> u64 {
-        let sql = "SELECT COUNT(*) FROM wxuser";
+        self.count("SELECT COUNT(*) FROM wxuser")
+    }
+
+    /// The number a `SELECT COUNT(*) …` statement returns, read around the store.
+    pub fn count(&self, sql: &str) -> u64 {
         match &self.url {
             DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
                 .and_then(|c| c.query_row(sql, [], |row| row.get::<_, i64>(0)))
                 .map(|n| n as u64)
-                .expect("count SQLite users"),
+                .expect("count SQLite rows"),
             DatabaseUrl::Mysql(url) => {
                 let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
-                    .expect("connect to count users");
+                    .expect("connect to count rows");
                 mysql::prelude::Queryable::query_first::<u64, _>(&mut conn, sql)
-                    .expect("count MySQL users")
+                    .expect("count MySQL rows")
                     .unwrap_or(0)
             }
         }
@@ -319,6 +323,7 @@ pub fn race<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
 // The application under test
 
 /// Secrets that are unique to one test, so a leak check cannot be fooled by another test.
+#[derive(Clone)]
 pub struct Secrets {
     pub appid: String,
     pub wechat_secret: String,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
-    UserStore,
+    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
+    StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -194,6 +194,18 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn claim_code(&self, _: &str, _: i64, _: i64) -> Result<CodeClaim, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn finish_code(&self, _: &str, _: &str, _: Option<&str>, _: i64) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn release_code(&self, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn purge_codes(&self, _: i64) -> Result<u64, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
 

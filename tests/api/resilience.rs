@@ -9,8 +9,8 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState, StoreError,
-    UserStore,
+    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
+    StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -44,6 +44,18 @@ impl UserStore for PanickingStore {
         panic!("bug in the store")
     }
     fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn claim_code(&self, _: &str, _: i64, _: i64) -> Result<CodeClaim, StoreError> {
+        panic!("bug in the store")
+    }
+    fn finish_code(&self, _: &str, _: &str, _: Option<&str>, _: i64) -> Result<(), StoreError> {
+        panic!("bug in the store")
+    }
+    fn release_code(&self, _: &str) -> Result<(), StoreError> {
+        panic!("bug in the store")
+    }
+    fn purge_codes(&self, _: i64) -> Result<u64, StoreError> {
         panic!("bug in the store")
     }
 
