@@ -16,6 +16,11 @@
 //   renewal. If the repeated call fails too, its error is returned: there is no loop.
 // - logout() / logoutAll(): POST /api/logout (this session) or /api/logout/all (every session of
 //   the user), then the tokens are removed from storage.
+// - deleteAccount(): asks the user (wx.showModal), takes a fresh wx.login() code as proof of
+//   presence, POST /api/me/deletion {code}, then clears storage. cancelDeletion(),
+//   deletionStatus(), loginHistory(): DELETE/GET /api/me/deletion, GET /api/me/logins.
+// - A disabled account (403 from the login or the refresh) is final: the server's message is
+//   returned, and no call starts another wx.login() until login() is called on purpose.
 // - Everything returns a Promise. It resolves with the server's JSON body on 2xx and rejects
 //   with an Error carrying `statusCode` (0 for a network failure) and the server's `message`,
 //   which is safe to show to the user.
@@ -27,6 +32,14 @@ const config = require('../config.js');
 
 const TOKEN_KEY = 'token';
 const REFRESH_KEY = 'refresh_token';
+// The account's scheduled deletion ({state: 'scheduled', erase_at}) as the last login answer
+// told it, so that a page can offer to cancel it; absent when none is scheduled.
+const DELETION_KEY = 'deletion';
+
+// The server's refusal of this account (403 to a login or a refresh: "this account is
+// disabled"), or null. While set, no call logs in on its own: the answer would be the same, and
+// each wx.login() costs a code. Only login() called on purpose (the user's "retry") tries again.
+let refusal = null;
 
 // The login in flight (a Promise), or null.
 let pendingLogin = null;
@@ -75,6 +88,18 @@ function storeSession(data) {
 function clearSession() {
   wx.removeStorageSync(TOKEN_KEY);
   wx.removeStorageSync(REFRESH_KEY);
+}
+
+// A 403 to a login or refresh: the account itself is refused (disabled by the operator). Its
+// sessions are revoked on the server, so the tokens here are worth nothing: drop them.
+function refused(res) {
+  const err = answerError(res);
+  if (!err.code) {
+    err.code = 'account_disabled'; // the server sends only the message; let callers tell it apart
+  }
+  refusal = err;
+  clearSession();
+  return err;
 }
 
 // Settles the same way whatever happened: for "wait until that is over".
@@ -156,10 +181,21 @@ function login() {
   pendingLogin = wxLogin()
     .then((code) => send('POST', '/api/wxuser', { code: code }))
     .then((res) => {
+      if (res.statusCode === 403) {
+        throw refused(res);
+      }
       if (res.statusCode !== 200 || !res.data || !(res.data.access_token || res.data.token)) {
         throw answerError(res);
       }
+      refusal = null;
       storeSession(res.data);
+      // During a deletion's grace period the login answer says so ("deletion": {…}).
+      const deletion = res.data.deletion;
+      if (deletion && deletion.state === 'scheduled') {
+        wx.setStorageSync(DELETION_KEY, deletion);
+      } else {
+        wx.removeStorageSync(DELETION_KEY);
+      }
       return res.data;
     })
     .then(
@@ -189,6 +225,9 @@ function refresh() {
       storeSession(res.data);
       return res.data;
     }
+    if (res.statusCode === 403) {
+      throw refused(res);
+    }
     if (res.statusCode >= 400 && res.statusCode < 500
       && wx.getStorageSync(REFRESH_KEY) === refreshToken) {
       wx.removeStorageSync(REFRESH_KEY);
@@ -210,8 +249,9 @@ function renew(relogin) {
   const hasRefreshToken = Boolean(wx.getStorageSync(REFRESH_KEY));
   let attempt = hasRefreshToken ? refresh() : Promise.reject(apiError(401, 'no refresh token'));
   attempt = attempt.catch((err) => {
-    const refused = err.statusCode >= 400 && err.statusCode < 500;
-    if (!refused || relogin === false) {
+    // A 403 refuses the account, not the token: a login would get the same answer.
+    const dead = err.statusCode >= 400 && err.statusCode < 500 && err.statusCode !== 403;
+    if (!dead || relogin === false) {
       throw err;
     }
     return login();
@@ -228,19 +268,25 @@ function renew(relogin) {
   return pendingRenewal;
 }
 
-// The token to use now: waits for a login or renewal in flight, logs in if there is no token.
-function currentToken() {
-  if (pendingLogin || pendingRenewal) {
-    return settled(pendingRenewal || pendingLogin).then(() => {
-      const token = wx.getStorageSync(TOKEN_KEY);
-      return token ? token : login().then(() => wx.getStorageSync(TOKEN_KEY));
-    });
-  }
+// The stored token, or a login when there is none, unless the server has refused the account:
+// then its error, without another wx.login().
+function tokenOrLogin() {
   const token = wx.getStorageSync(TOKEN_KEY);
   if (token) {
     return Promise.resolve(token);
   }
+  if (refusal) {
+    return Promise.reject(refusal);
+  }
   return login().then(() => wx.getStorageSync(TOKEN_KEY));
+}
+
+// The token to use now: waits for a login or renewal in flight, logs in if there is no token.
+function currentToken() {
+  if (pendingLogin || pendingRenewal) {
+    return settled(pendingRenewal || pendingLogin).then(tokenOrLogin);
+  }
+  return tokenOrLogin();
 }
 
 // Runs `call(token)`; on a 401, renews the session and runs it once more, with the new token.
@@ -313,6 +359,60 @@ function endSession(path, relogin) {
     );
 }
 
+// Asks the user to confirm with a modal; resolves true only for "confirm".
+function confirmDeletion() {
+  return new Promise((resolve) => {
+    wx.showModal({
+      title: '注销账号',
+      content: '注销后，你的资料、手机号、头像和登录记录都将被删除，且无法恢复。确定注销？',
+      confirmText: '注销',
+      confirmColor: '#e64340',
+      cancelText: '取消',
+      success: (res) => resolve(Boolean(res && res.confirm)),
+      fail: () => resolve(false) // no modal, no consent
+    });
+  });
+}
+
+// Deletes the account: the user confirms, a fresh wx.login() code proves they hold this WeChat
+// account now (there is no password), POST /api/me/deletion {code} with the access token, then
+// everything stored here goes. Resolves with null when the user cancelled (nothing was sent),
+// else with the server's `deletion`: {state: 'erased'} or {state: 'scheduled', erase_at}.
+// The code is taken anew for each attempt: a 401 renews the session and repeats the call, and
+// a code is good for one exchange only.
+function deleteAccount() {
+  return confirmDeletion().then((confirmed) => {
+    if (!confirmed) {
+      return null;
+    }
+    return authorized((token) => wxLogin()
+      .then((code) => send('POST', '/api/me/deletion', { code: code }, token)))
+      .then((res) => {
+        if (!isSuccess(res)) {
+          throw answerError(res); // e.g. 403: the code is another WeChat user's; nothing changed
+        }
+        // Every session is revoked on the server; the profile is gone (or will be). Nothing
+        // kept on this phone is about anyone else: clear it all, not just the tokens.
+        wx.clearStorageSync();
+        const deletion = (res.data && res.data.deletion) || { state: 'erased' };
+        if (deletion.state === 'scheduled') {
+          wx.setStorageSync(DELETION_KEY, deletion); // so that a relaunch still offers to cancel
+        }
+        return deletion;
+      });
+  });
+}
+
+// Cancels a scheduled deletion: DELETE /api/me/deletion. The deletion revoked every session, so
+// this usually logs in first (allowed during the grace period). Resolves with the server's
+// answer.
+function cancelDeletion() {
+  return withToken((token) => send('DELETE', '/api/me/deletion', undefined, token)).then((data) => {
+    wx.removeStorageSync(DELETION_KEY);
+    return data;
+  });
+}
+
 // At launch: keeps the stored session if there is one (no network at all: its first 401, if
 // any, renews it), logs in otherwise. Every login starts a new session on the server (one more
 // line in GET /api/me/sessions), so logging in at each launch would pile them up. Resolves with
@@ -330,6 +430,26 @@ function ensureLogin() {
 module.exports = {
   login: login,
   ensureLogin: ensureLogin,
+  deleteAccount: deleteAccount,
+  cancelDeletion: cancelDeletion,
+
+  // GET /api/me/deletion → the server's `deletion` ({state, erase_at?}).
+  deletionStatus() {
+    return withToken((token) => send('GET', '/api/me/deletion', undefined, token))
+      .then((data) => data.deletion);
+  },
+
+  // The scheduled deletion the last login reported (or deleteAccount() made), or null.
+  pendingDeletion() {
+    return wx.getStorageSync(DELETION_KEY) || null;
+  },
+
+  // GET /api/me/logins → the user's last logins and refreshes, newest first:
+  // [{at, session_id, ip, user_agent, kind: 'login'|'refresh'}].
+  loginHistory() {
+    return withToken((token) => send('GET', '/api/me/logins', undefined, token))
+      .then((data) => data.logins || []);
+  },
 
   // Logs out this device: POST /api/logout with the access token (after one refresh if it has
   // expired; never a new login just to end it), then clears the stored tokens.

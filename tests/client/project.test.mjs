@@ -105,3 +105,29 @@ test('the index page has the three WeChat widgets and the logout buttons wired a
   assert.ok(find(/bindtap="onLogout"/), 'a logout button');
   assert.ok(find(/bindtap="onLogoutAll"/), 'a "log out everywhere" button');
 });
+
+test('the index page has the login history, account deletion and disabled-account retry wired', () => {
+  const tags = wxmlTags(read('pages/index/index.wxml'), 'index.wxml');
+  const find = (pattern) => tags.find(({ attributes }) => pattern.test(attributes));
+  assert.ok(find(/bindtap="onShowHistory"/), 'a "登录记录" entry');
+  assert.ok(find(/bindtap="onDeleteAccount"/), 'a "注销账号" button');
+  assert.ok(find(/bindtap="onCancelDeletion"/), 'a "撤销注销" button for a scheduled deletion');
+  assert.ok(find(/bindtap="onRetry"/), 'the retry button goes through onRetry (a disabled account)');
+  for (const fn of ['deleteAccount', 'cancelDeletion', 'deletionStatus', 'pendingDeletion', 'loginHistory']) {
+    assert.match(read('utils/api.js'), new RegExp(`\\b${fn}\\b`), `api.${fn} exists`);
+  }
+});
+
+test('the login history page is registered and lists its entries', () => {
+  const app = readJson('app.json');
+  assert.equal(app.pages[0], 'pages/index/index', 'the profile page stays the first page (the launch page)');
+  assert.ok(app.pages.includes('pages/history/history'), 'app.json lists pages/history/history');
+  const tags = wxmlTags(read('pages/history/history.wxml'), 'history.wxml');
+  const list = tags.find(({ attributes }) => /wx:for="\{\{logins\}\}"/.test(attributes));
+  assert.ok(list, 'a wx:for over logins');
+  assert.match(list.attributes, /wx:key="key"/);
+  const text = read('pages/history/history.wxml');
+  for (const field of ['item.time', 'item.kindLabel', 'item.ip', 'item.device']) {
+    assert.ok(text.includes(`{{${field}}}`), `shows ${field}`);
+  }
+});

@@ -1,11 +1,21 @@
-// pages/index/index.js — the user's profile: avatar, nickname, phone number.
+// pages/index/index.js — the user's profile: avatar, nickname, phone number; logout, login
+// history, account deletion.
 //
 // Every handler returns its Promise: WeChat ignores it, tests wait on it.
 const api = require('../../utils/api.js');
+const time = require('../../utils/time.js');
 
 // A short message for the user: the server's messages are written to be shown.
 function showError(err) {
   wx.showToast({ title: err.message || '出错了', icon: 'none', duration: 3000 });
+}
+
+// A scheduled deletion with its date as the user reads it; null for anything else.
+function shownDeletion(deletion) {
+  if (!deletion || deletion.state !== 'scheduled') {
+    return null;
+  }
+  return { state: deletion.state, erase_at: deletion.erase_at, eraseAt: time.formatTime(deletion.erase_at) };
 }
 
 Page({
@@ -13,7 +23,10 @@ Page({
     loading: true, // true until GET /api/me has answered
     user: null,    // the profile from GET /api/me: openid, nickName, avatarUrl, gender, phoneNumber…
     error: '',     // why the profile could not be loaded
-    loggedOut: false // true after a logout, until the user logs in again
+    disabled: false, // the server refuses this account ("this account is disabled"): see onRetry
+    loggedOut: false, // true after a logout, until the user logs in again
+    deleted: false,  // true once the account is erased
+    deletion: null   // a scheduled deletion: {state: 'scheduled', erase_at, eraseAt (as shown)}
   },
 
   onLoad() {
@@ -28,10 +41,77 @@ Page({
   // logout, or the launch login failed), utils/api.js logs in silently first: the "log in
   // again" button is this very handler.
   loadProfile() {
-    this.setData({ loading: true, error: '', loggedOut: false });
+    this.setData({ loading: true, error: '', disabled: false, loggedOut: false, deleted: false });
     return api.get('/api/me').then(
-      (res) => this.setData({ loading: false, user: res.user }),
-      (err) => this.setData({ loading: false, error: err.message })
+      (res) => this.setData({
+        loading: false,
+        user: res.user,
+        deletion: shownDeletion(api.pendingDeletion()) // a login during the grace period says so
+      }),
+      (err) => this.setData({
+        loading: false,
+        error: err.message,
+        disabled: err.code === 'account_disabled'
+      })
+    );
+  },
+
+  // The "重试" button. For a disabled account api.js starts no wx.login() on its own (that would
+  // only ask again and again); the user's tap is the one time it tries again.
+  onRetry() {
+    if (!this.data.disabled) {
+      return this.loadProfile();
+    }
+    this.setData({ loading: true, error: '' });
+    return api.login().then(
+      () => this.loadProfile(),
+      (err) => this.setData({
+        loading: false,
+        error: err.message,
+        disabled: err.code === 'account_disabled'
+      })
+    );
+  },
+
+  // "登录记录": the last logins of this account (pages/history).
+  onShowHistory() {
+    wx.navigateTo({ url: '/pages/history/history' });
+  },
+
+  // "注销账号": api.deleteAccount() asks first (a modal), then deletes with a fresh wx.login()
+  // code. Cancelled: nothing happens. Erased: the page says so and shows nothing of the user.
+  // Scheduled (a grace period): the page shows the date and a button to cancel.
+  onDeleteAccount() {
+    return api.deleteAccount().then(
+      (deletion) => {
+        if (!deletion) {
+          return; // the user cancelled in the modal
+        }
+        if (deletion.state === 'scheduled') {
+          this.setData({ user: null, deletion: shownDeletion(deletion) });
+        } else {
+          this.setData({ user: null, deletion: null, deleted: true });
+        }
+      },
+      (err) => showError(err)
+    );
+  },
+
+  // "撤销注销": DELETE /api/me/deletion (after a login: the deletion revoked every session),
+  // then the profile again.
+  onCancelDeletion() {
+    wx.showLoading({ title: '撤销中', mask: true });
+    return api.cancelDeletion().then(
+      () => {
+        wx.hideLoading();
+        this.setData({ deletion: null });
+        wx.showToast({ title: '已撤销注销', icon: 'success' });
+        return this.loadProfile();
+      },
+      (err) => {
+        wx.hideLoading();
+        showError(err);
+      }
     );
   },
 

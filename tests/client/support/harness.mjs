@@ -1,7 +1,7 @@
 // What the client test files share: one stack per backend, a simulated user, direct API calls.
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,7 +26,7 @@ export function uniqueUser(prefix = 'u') {
  * directory for files. `body(ctx)` defines the tests; `ctx.stack` and `ctx.dir` are set
  * once `before` has run.
  */
-export async function forEachBackend(title, body) {
+export async function forEachBackend(title, body, { env } = {}) {
   for (const backend of await backends()) {
     describe(`${title} [${backend.name}]`, { skip: backend.skip || false, timeout: SUITE_TIMEOUT_MS }, () => {
       const ctx = { backend: backend.name, stack: null, dir: null };
@@ -35,7 +35,7 @@ export async function forEachBackend(title, body) {
         ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'wxlogin-client-'));
         const dir = ctx.dir;
         cancelCleanup = cleanupOnAbort(() => rmSync(dir, { recursive: true, force: true }));
-        ctx.stack = await startStack(backend);
+        ctx.stack = await startStack(backend, { env });
       }, { timeout: HOOK_TIMEOUT_MS });
       after(async () => {
         await ctx.stack?.stop();
@@ -55,10 +55,29 @@ export async function forEachBackend(title, body) {
  * that should have them and answers wrong fails the session tests instead of skipping them.
  */
 export function serverHasSessions() {
-  const dir = path.join(REPO_ROOT, 'src', 'http');
-  return readdirSync(dir, { recursive: true })
+  return serverSourceHas('http', '"/api/token/refresh"');
+}
+
+/** Whether a `.rs` file under src/`dir` of this tree contains `literal`. */
+function serverSourceHas(dir, literal) {
+  const root = path.join(REPO_ROOT, 'src', dir);
+  return readdirSync(root, { recursive: true })
     .filter((f) => String(f).endsWith('.rs'))
-    .some((f) => readFileSync(path.join(dir, String(f)), 'utf8').includes('"/api/token/refresh"'));
+    .some((f) => readFileSync(path.join(root, String(f)), 'utf8').includes(literal));
+}
+
+/**
+ * What of issue 12 this tree's server has, asked of the source like serverHasSessions():
+ * `deletion` (POST/GET/DELETE /api/me/deletion), `logins` (GET /api/me/logins), `admin` (the
+ * `wxlogin admin user disable` command the disabled-account test needs).
+ */
+export function serverAccountFeatures() {
+  return {
+    deletion: serverSourceHas('http', '"/api/me/deletion"'),
+    logins: serverSourceHas('http', '"/api/me/logins"'),
+    admin: existsSync(path.join(REPO_ROOT, 'src', 'admin.rs')) &&
+      readFileSync(path.join(REPO_ROOT, 'src', 'admin.rs'), 'utf8').includes('"disable"')
+  };
 }
 
 /**
@@ -66,8 +85,8 @@ export function serverHasSessions() {
  * wxlogin (the session endpoints), so startClient() and the helpers take it as they take the
  * real one.
  */
-async function startStubStack() {
-  const stub = await startStubServer();
+async function startStubStack(options) {
+  const stub = await startStubServer(options);
   return {
     backend: 'stub',
     stub,
@@ -85,30 +104,40 @@ async function startStubStack() {
  * itself with `stubOnly(ctx)`.
  */
 export async function forEachSessionTarget(title, body) {
+  await forEachContractTarget(title, {
+    present: serverHasSessions(),
+    missing: 'session endpoints (issue 11): src/http has no /api/token/refresh route yet'
+  }, body);
+}
+
+/**
+ * Defines `describe(title [stub])`, always run, against the stub server (started with `stub`
+ * options); then `describe(title [sqlite|mariadb])` against the real wxlogin (with `env` added
+ * to its environment) when `present`, and a loud skip naming what is `missing` otherwise.
+ */
+export async function forEachContractTarget(title, { present, missing, stub = {}, env = {} }, body) {
   describe(`${title} [stub]`, { timeout: SUITE_TIMEOUT_MS }, () => {
     const ctx = { backend: 'stub', real: false, stack: null };
     before(async () => {
-      ctx.stack = await startStubStack();
+      ctx.stack = await startStubStack(stub);
     }, { timeout: HOOK_TIMEOUT_MS });
     after(async () => {
       await ctx.stack?.stop();
     }, { timeout: HOOK_TIMEOUT_MS });
     body(ctx);
   });
-  if (serverHasSessions()) {
+  if (present) {
     await forEachBackend(title, (ctx) => {
       ctx.real = true;
       body(ctx);
-    });
+    }, { env });
   } else {
     // Loudly, as for MariaDB: a skipped real-server run must not pass for a run.
     process.stderr.write(
       `\n!!!!!!!! SKIPPED: "${title}" against the real wxlogin: this tree's server has no ` +
-        'session endpoints yet (issue 11); the stub runs them. !!!!!!!!\n\n'
+        `${missing}; the stub runs it. !!!!!!!!\n\n`
     );
-    describe(`${title} [real wxlogin]`, {
-      skip: 'SKIPPED: needs the session server (issue 11): src/http has no /api/token/refresh route yet'
-    }, () => {});
+    describe(`${title} [real wxlogin]`, { skip: `SKIPPED: needs the server's ${missing}` }, () => {});
   }
 }
 

@@ -212,35 +212,40 @@ export async function startMock() {
  * wxlogin against `mockBase` and `databaseUrl`. Its public URL (for avatar links) must name its
  * port, so the port is chosen first; if another process takes it meanwhile, try another.
  */
-export async function startWxlogin({ mockBase, databaseUrl }) {
+export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {} }) {
   const bin = binary('wxlogin');
   const jwtSecret = randomBytes(32).toString('hex');
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
+    const env = {
+      WXLOGIN_BIND: `127.0.0.1:${port}`,
+      WXLOGIN_PUBLIC_URL: url,
+      WXLOGIN_THREADS: '16',
+      WECHAT_API_BASE: mockBase,
+      WECHAT_APPID: APPID,
+      WECHAT_SECRET: APPSECRET,
+      JWT_SECRET: jwtSecret,
+      DATABASE_URL: databaseUrl,
+      // "listening on …" is an info line of the binary; the access log shows each request.
+      RUST_LOG: 'warn,wxlogin=info',
+      ...extraEnv
+    };
     const child = new Child(
       'wxlogin',
       bin,
-      {
-        WXLOGIN_BIND: `127.0.0.1:${port}`,
-        WXLOGIN_PUBLIC_URL: url,
-        WXLOGIN_THREADS: '16',
-        WECHAT_API_BASE: mockBase,
-        WECHAT_APPID: APPID,
-        WECHAT_SECRET: APPSECRET,
-        JWT_SECRET: jwtSecret,
-        DATABASE_URL: databaseUrl,
-        // "listening on …" is an info line of the binary; the access log shows each request.
-        RUST_LOG: 'warn,wxlogin=info'
-      },
+      env,
       // The line proves that *our* process bound the port, not something else that took it.
       new RegExp(`listening on http://127\\.0\\.0\\.1:${port}\\b`)
     );
     try {
       await child.ready;
       await waitHealthy(url, child);
-      return { url, jwtSecret, child, stop: () => child.stop(), logs: (n) => child.tail(n) };
+      return {
+        url, jwtSecret, child, stop: () => child.stop(), logs: (n) => child.tail(n),
+        admin: (args) => runAdmin(bin, env, args)
+      };
     } catch (err) {
       await child.stop();
       lastError = err;
@@ -250,6 +255,25 @@ export async function startWxlogin({ mockBase, databaseUrl }) {
     }
   }
   throw lastError;
+}
+
+const ADMIN_TIMEOUT_MS = 15_000;
+
+/**
+ * `wxlogin admin <args…>` with the server's own configuration (the same database), bounded in
+ * time. Answers {code, stdout, stderr}; never rejects for a non-zero exit (exit codes mean things).
+ */
+function runAdmin(bin, env, args) {
+  return new Promise((resolve, reject) => {
+    execFile(bin, ['admin', ...args], { env: { PATH: process.env.PATH, ...env }, timeout: ADMIN_TIMEOUT_MS },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') {
+          reject(new Error(`wxlogin admin ${args.join(' ')}: ${err.message}\n${stderr}`));
+          return;
+        }
+        resolve({ code: err ? err.code : 0, stdout, stderr });
+      });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,7 +402,7 @@ async function createDatabase(backend) {
  * A database, mock-wechat and wxlogin wired together. `stop()` undoes all of it, including
  * whatever part was started when start-up fails half-way.
  */
-export async function startStack(backend) {
+export async function startStack(backend, { env } = {}) {
   const undo = [];
   const stop = async () => {
     const errors = [];
@@ -397,7 +421,7 @@ export async function startStack(backend) {
     undo.push(db.drop);
     const mock = await startMock();
     undo.push(mock.stop);
-    const server = await startWxlogin({ mockBase: mock.base, databaseUrl: db.url });
+    const server = await startWxlogin({ mockBase: mock.base, databaseUrl: db.url, env });
     undo.push(server.stop);
     return { backend: backend.name, db, mock, server, stop };
   } catch (err) {

@@ -11,6 +11,18 @@
 // - POST /api/logout (Bearer)          → revokes its session;  POST /api/logout/all → every
 //                                        session of the user
 // - GET /api/me (Bearer)               → 200 {status, user}
+// Issue 12 (account deletion, disabling, login history):
+// - POST /api/me/deletion (Bearer) {code} → the code must be a fresh one of the same user
+//   (missing → 400, unknown or used → 401, another user's → 403); every session of the user is
+//   revoked; with `deletionGraceS` 0: erased now, 200 {status, deletion: {state: "erased"}} (the
+//   same WeChat user logging in later is a new user); else 202 {status, deletion: {state:
+//   "scheduled", erase_at: <RFC 3339>}}, and a login during the grace says so ("deletion").
+// - GET /api/me/deletion → 200 {status, deletion: {state: "none"} or the scheduled one};
+//   DELETE /api/me/deletion → cancels: 200 {status, deletion: {state: "none"}}; 404 if none.
+// - GET /api/me/logins → 200 {status, logins: [{at, session_id, ip, user_agent, kind}]}, newest
+//   first, at most 20; each successful login ("login") and refresh ("refresh") adds one.
+// - disableUser(name): revokes the user's sessions; its logins and refreshes answer 403
+//   {"status":403,"message":"this account is disabled"} until enableUser(name).
 // - GET /mock/code?user=…              → a one-time login code, as mock-wechat hands them out, so
 //                                        the simulated wx.login can use this server as "WeChat".
 //                                        Codes "fail.<errcode>" fail as wxlogin answers them
@@ -63,9 +75,9 @@ function fields(req, text) {
  * Starts the stub on a free loopback port. `reuseGraceMs`: how long a rotated refresh token
  * still answers the pair it was rotated into (the contract's WXLOGIN_REFRESH_REUSE_GRACE).
  */
-export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
+export async function startStubServer({ reuseGraceMs = 30_000, deletionGraceS = 0 } = {}) {
   const events = new EventEmitter();
-  const users = new Map(); // user name → {uid, openid}
+  const users = new Map(); // user name → {uid, openid, disabled, deletion, logins}
   const codes = new Map(); // code → user name (one use each)
   const sessions = new Map(); // sid → {uid, revoked}
   const access = new Map(); // access token → {sid, expired}
@@ -77,11 +89,18 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
   const stub = {
     url: null,
     reuseGraceMs,
+    /** WXLOGIN_DELETION_GRACE in seconds: 0 erases at once, more schedules the erasure. */
+    deletionGraceS,
     /** Every protected call answers 401 while true, even with a token issued just now. */
     rejectAccessTokens: false,
     /** When set, POST /api/token/refresh answers this status (e.g. 503) and rotates nothing. */
     refreshStatus: null,
-    counts: { code: 0, wxuser: 0, refresh: 0, logout: 0, logoutAll: 0, me: 0 },
+    counts: {
+      code: 0, wxuser: 0, refresh: 0, logout: 0, logoutAll: 0, me: 0,
+      deletion: 0, deletionGet: 0, deletionCancel: 0, logins: 0
+    },
+    /** The uids erased so far (for assertions). */
+    erased: [],
     /** [{method, path, status, authorization, body}], in arrival order; status set on answer. */
     exchanges: [],
 
@@ -106,6 +125,22 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
     /** How many refresh requests are waiting (see holdRefreshes). */
     get heldRefreshes() {
       return held.length;
+    },
+
+    /** The operator disables `name`: every session revoked, logins and refreshes refused (403). */
+    disableUser(name) {
+      const user = userFor(name);
+      user.disabled = true;
+      revokeAll(user.uid);
+    },
+
+    enableUser(name) {
+      userFor(name).disabled = false;
+    },
+
+    /** The live record of `name` ({uid, openid, disabled, deletion, logins}), or null. */
+    user(name) {
+      return users.get(name) ?? null;
     },
 
     /** Whether `sid`'s session is revoked (for assertions). */
@@ -153,10 +188,51 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
 
   function userFor(name) {
     if (!users.has(name)) {
-      users.set(name, { uid: randomBytes(16).toString('hex'), openid: `o_stub_${name}` });
+      users.set(name, {
+        uid: randomBytes(16).toString('hex'),
+        openid: `o_stub_${name}`,
+        disabled: false,
+        deletion: null, // {state: 'scheduled', erase_at}
+        logins: [] // newest last
+      });
     }
     return users.get(name);
   }
+
+  function userByUid(uid) {
+    return [...users.values()].find((u) => u.uid === uid) ?? null;
+  }
+
+  function revokeAll(uid) {
+    for (const session of sessions.values()) {
+      if (session.uid === uid) {
+        session.revoked = true;
+      }
+    }
+  }
+
+  /** Erasure: nothing of the user is left; the same name logging in later gets a new uid. */
+  function erase(user) {
+    revokeAll(user.uid);
+    for (const [name, u] of users) {
+      if (u === user) {
+        users.delete(name);
+      }
+    }
+    stub.erased.push(user.uid);
+  }
+
+  function recordLogin(req, user, sid, kind) {
+    user.logins.push({
+      at: new Date().toISOString(),
+      session_id: sid,
+      ip: req.socket.remoteAddress,
+      user_agent: req.headers['user-agent'] ?? null,
+      kind
+    });
+  }
+
+  const disabledAnswer = [403, { status: 403, message: 'this account is disabled' }];
 
   function newSession(uid) {
     const sid = randomBytes(16).toString('hex');
@@ -218,8 +294,14 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
         }
         const user = userFor(codes.get(code));
         codes.delete(code);
-        const answer = issue(newSession(user.uid));
-        return [200, { ...answer, messages: 'login succeeded', profile: { status: 'absent' } }];
+        if (user.disabled) {
+          return disabledAnswer;
+        }
+        const sid = newSession(user.uid);
+        const answer = issue(sid);
+        recordLogin(req, user, sid, 'login');
+        const deletion = user.deletion ? { deletion: user.deletion } : {};
+        return [200, { ...answer, messages: 'login succeeded', profile: { status: 'absent' }, ...deletion }];
       }
       case 'POST /api/token/refresh': {
         stub.counts.refresh += 1;
@@ -235,6 +317,9 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
         const presented = String(fields(req, body).refresh_token || '');
         const entry = refresh.get(presented);
         const session = entry && sessions.get(entry.sid);
+        if (session && userByUid(session.uid)?.disabled) {
+          return disabledAnswer; // the account, not the token, is refused
+        }
         if (!entry || !session || session.revoked) {
           return [401, { status: 401, message: 'invalid refresh token' }];
         }
@@ -247,6 +332,7 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
         }
         entry.rotatedAt = Date.now();
         entry.successor = issue(entry.sid);
+        recordLogin(req, userByUid(session.uid), entry.sid, 'refresh');
         return [200, entry.successor];
       }
       case 'POST /api/logout': {
@@ -285,6 +371,65 @@ export async function startStubServer({ reuseGraceMs = 30_000 } = {}) {
             phoneNumber: null, purePhoneNumber: null, countryCode: null
           }
         }];
+      }
+      case 'POST /api/me/deletion': {
+        stub.counts.deletion += 1;
+        const who = authenticate(req);
+        if (!who) {
+          return [401, unauthorized];
+        }
+        const code = String(fields(req, body).code || '');
+        if (!code) {
+          return [400, { status: 400, message: 'code is required' }];
+        }
+        if (!codes.has(code)) {
+          return [401, { status: 401, message: 'invalid login code' }];
+        }
+        const owner = users.get(codes.get(code));
+        codes.delete(code);
+        const user = userByUid(who.uid);
+        if (!owner || owner !== user) {
+          return [403, { status: 403, message: 'the login code belongs to another WeChat user' }];
+        }
+        revokeAll(user.uid);
+        if (!stub.deletionGraceS) {
+          erase(user);
+          return [200, { status: 200, deletion: { state: 'erased' } }];
+        }
+        user.deletion = {
+          state: 'scheduled',
+          erase_at: new Date(Date.now() + stub.deletionGraceS * 1000).toISOString().replace(/\.\d+Z$/, 'Z')
+        };
+        return [202, { status: 202, deletion: user.deletion }];
+      }
+      case 'GET /api/me/deletion': {
+        stub.counts.deletionGet += 1;
+        const who = authenticate(req);
+        if (!who) {
+          return [401, unauthorized];
+        }
+        return [200, { status: 200, deletion: userByUid(who.uid).deletion ?? { state: 'none' } }];
+      }
+      case 'DELETE /api/me/deletion': {
+        stub.counts.deletionCancel += 1;
+        const who = authenticate(req);
+        if (!who) {
+          return [401, unauthorized];
+        }
+        const user = userByUid(who.uid);
+        if (!user.deletion) {
+          return [404, { status: 404, message: 'no deletion is scheduled' }];
+        }
+        user.deletion = null;
+        return [200, { status: 200, deletion: { state: 'none' } }];
+      }
+      case 'GET /api/me/logins': {
+        stub.counts.logins += 1;
+        const who = authenticate(req);
+        if (!who) {
+          return [401, unauthorized];
+        }
+        return [200, { status: 200, logins: userByUid(who.uid).logins.slice(-20).reverse() }];
       }
       default:
         return [404, { status: 404, message: `no route ${route}` }];

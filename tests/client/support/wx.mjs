@@ -7,8 +7,11 @@
 // - wx.uploadFile sends multipart/form-data as the client does: the file read from `filePath`
 //   under the field `name`, its file name, a Content-Type guessed from the extension, and the
 //   `formData` fields;
+// - both send a User-Agent as the WeChat client does (the server records it in the login history);
 // - storage is an in-memory map (getStorageSync answers '' for a missing key);
-// - UI calls (showToast, showLoading, …) do nothing but are recorded.
+// - wx.showModal answers with the next of `sim.modalAnswers` ('confirm' or 'cancel'; 'cancel' when
+//   none is queued, so a test that forgets to script the user deletes nothing);
+// - UI calls (showToast, showLoading, showModal, navigateTo, …) are recorded.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -59,6 +62,11 @@ function settle(options, ok, result) {
   later(options.complete, result);
 }
 
+/** What a WeChat client on an iPhone says it is (the simulated wx sends it with every request). */
+export const WECHAT_USER_AGENT =
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) ' +
+  'Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN miniProgram/wx1234567890abcdef';
+
 function formEncode(data) {
   return new URLSearchParams(Object.entries(data).map(([k, v]) => [k, String(v)])).toString();
 }
@@ -76,10 +84,14 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
     user,
     storage,
     loginCodes: [],
+    modalAnswers: [],
     calls: { login: 0, request: [], uploadFile: [] },
     ui: [],
     toasts() {
       return sim.ui.filter((u) => u.api === 'showToast').map((u) => u.options.title);
+    },
+    modals() {
+      return sim.ui.filter((u) => u.api === 'showModal').map((u) => u.options);
     },
     /** The HTTP exchanges so far, as "METHOD /path status". */
     exchanges() {
@@ -143,7 +155,10 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
       sim.calls.request.push(record);
       const run = async () => {
         checkUrl(options.url);
-        const headers = headersOf(options.header, { 'content-type': 'application/json' });
+        const headers = headersOf(options.header, {
+          'content-type': 'application/json',
+          'user-agent': WECHAT_USER_AGENT
+        });
         let url = options.url;
         let body;
         const data = options.data;
@@ -216,7 +231,7 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
           }]
         });
         // The client sets Content-Type itself, whatever `header` says.
-        const headers = headersOf(options.header, {});
+        const headers = headersOf(options.header, { 'user-agent': WECHAT_USER_AGENT });
         headers['content-type'] = multipart.contentType;
         record.headers = headers;
         const res = await fetch(options.url, {
@@ -255,7 +270,12 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
     showToast: ui('showToast'),
     showLoading: ui('showLoading'),
     hideLoading: ui('hideLoading'),
-    showModal: ui('showModal'),
+    showModal(options = {}) {
+      sim.ui.push({ api: 'showModal', options });
+      const answer = sim.modalAnswers.length ? sim.modalAnswers.shift() : 'cancel';
+      settle(options, true, { confirm: answer === 'confirm', cancel: answer !== 'confirm', errMsg: 'showModal:ok' });
+    },
+    navigateTo: ui('navigateTo'),
     stopPullDownRefresh: ui('stopPullDownRefresh')
   };
 
