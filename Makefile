@@ -6,7 +6,7 @@ BIND        ?= 127.0.0.1:8888
 MOCK_BIND   ?= 127.0.0.1:9999
 DATABASE_URL ?= sqlite://wxlogin.db
 
-.PHONY: help run build test test-client bench drill fuzz fmt lint clean
+.PHONY: help run build test test-client client-deps bench drill fuzz fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,11 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 	cargo test --workspace
 	cargo test -p tiny_http --lib
 	cargo build --workspace
+	$(MAKE) --no-print-directory client-deps
 	node --test --test-reporter=spec tests/client/
+
+client-deps: ## Install the client tests' one npm dependency (jose, pinned in tests/client/package-lock.json)
+	@test -d tests/client/node_modules/jose || npm ci --prefix tests/client --no-audit --no-fund
 
 bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
 	cargo build --release -p wxlogin-tools --bin wxlogin-bench
@@ -42,7 +46,7 @@ drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows
 	cargo build --release -p wxlogin-tools --bin wxlogin-drill
 	./target/release/wxlogin-drill $(DRILL_ARGS)
 
-test-client: ## Run only the mini-program client tests (Node)
+test-client: client-deps ## Run only the mini-program client tests (Node)
 	cargo build --workspace
 	node --test --test-reporter=spec tests/client/
 
