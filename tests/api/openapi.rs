@@ -4,6 +4,7 @@
 //! documented for their status.
 
 use crate::helpers::{spawn_app_with_mock, start_mock_wechat, TestApp, TestDb};
+use crate::on_both_backends;
 use crate::profile::{upload, PNG};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -319,12 +320,10 @@ fn check(app_doc: &Value, method: &str, path: &str, answer: &crate::helpers::Ans
     check_real(app_doc, method, path, &real(answer));
 }
 
-#[test]
-fn real_answers_validate_against_the_documented_schemas() {
+fn real_answers_validate_against_the_documented_schemas(db: &TestDb) {
     let doc = document().clone();
-    let db = TestDb::sqlite();
     let mock = start_mock_wechat(true);
-    let app: TestApp = spawn_app_with_mock(&mock, &db);
+    let app: TestApp = spawn_app_with_mock(&mock, db);
 
     // Logging in, as form and as JSON, with and without a profile.
     let login = app.post_form("/api/wxuser", &[("code", &mock.new_code("ann"))]);
@@ -459,7 +458,83 @@ fn real_answers_validate_against_the_documented_schemas() {
     for path in ["/healthz", "/readyz"] {
         check(&doc, "HEAD", path, &app.request("HEAD", path));
     }
+
+    // Sessions: the key set, forward auth, refresh, the session list, logouts.
+    check(
+        &doc,
+        "GET",
+        "/.well-known/jwks.json",
+        &app.get("/.well-known/jwks.json", None),
+    );
+    let verified = app.get("/auth/verify", Some(&token));
+    assert_eq!(verified.status, 204, "{}", verified.text);
+    check(&doc, "GET", "/auth/verify", &verified);
+    let refused = app.get("/auth/verify", Some("Bearer nonsense"));
+    assert_eq!(refused.status, 401);
+    check(&doc, "GET", "/auth/verify", &refused);
+    let refresh_token = login.body["refresh_token"].as_str().unwrap();
+    let refreshed = app.post_json(
+        "/api/token/refresh",
+        &json!({"refresh_token": refresh_token}),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    check(&doc, "POST", "/api/token/refresh", &refreshed);
+    let unknown = app.post_json(
+        "/api/token/refresh",
+        &json!({"refresh_token": "rt_unknown"}),
+    );
+    assert_eq!(unknown.status, 401);
+    check(&doc, "POST", "/api/token/refresh", &unknown);
+    let current = refreshed.body["token"].as_str().unwrap().to_string();
+    let sessions = app.get("/api/me/sessions", Some(&current));
+    assert_eq!(sessions.status, 200, "{}", sessions.text);
+    check(&doc, "GET", "/api/me/sessions", &sessions);
+    let other = sessions.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("another session of ann's")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let removed = app.send(
+        "DELETE",
+        &format!("/api/me/sessions/{other}"),
+        &[],
+        Some(&current),
+        b"",
+    );
+    assert_eq!(removed.status, 200, "{}", removed.text);
+    check(&doc, "DELETE", "/api/me/sessions/{id}", &removed);
+    let gone = app.send(
+        "DELETE",
+        "/api/me/sessions/0123456789abcdef0123456789abcdef",
+        &[],
+        Some(&current),
+        b"",
+    );
+    assert_eq!(gone.status, 404, "not one of ann's sessions: {}", gone.text);
+    check(&doc, "DELETE", "/api/me/sessions/{id}", &gone);
+    let out = app.send("POST", "/api/logout", &[], Some(&current), b"");
+    assert_eq!(out.status, 200, "{}", out.text);
+    check(&doc, "POST", "/api/logout", &out);
+    let after = app.send("POST", "/api/logout", &[], Some(&current), b"");
+    assert_eq!(after.status, 401, "{}", after.text);
+    check(&doc, "POST", "/api/logout", &after);
+    let again = app.post_form("/api/wxuser", &[("code", &mock.new_code("ann"))]);
+    let all = app.send(
+        "POST",
+        "/api/logout/all",
+        &[],
+        Some(again.body["token"].as_str().unwrap()),
+        b"",
+    );
+    assert_eq!(all.status, 200, "{}", all.text);
+    check(&doc, "POST", "/api/logout/all", &all);
 }
+
+on_both_backends!(real_answers_validate_against_the_documented_schemas);
 
 #[test]
 fn documented_statuses_of_every_error_validate_against_the_error_schema() {
