@@ -210,7 +210,7 @@ fn nginx_passes_identity_headers_only_for_live_tokens(db: &TestDb) {
     let bearer = login.body["token"].as_str().unwrap().to_string();
     let claims = crate::helpers::jwt_payload(&bearer);
 
-    let cases: &[(&str, Vec<(&str, &str)>, u16)] = &[
+    let cases: [(&str, &[(&str, &str)], u16); 3] = [
         ("no token", vec![], 401),
         (
             "forged identity headers, no token",
@@ -227,7 +227,7 @@ fn nginx_passes_identity_headers_only_for_live_tokens(db: &TestDb) {
         ),
     ];
     for (what, headers, status) in cases {
-        assert_eq!(nginx.get("/app/orders", headers), *status, "{what}");
+        assert_eq!(nginx.get("/app/orders", headers), status, "{what}");
     }
     assert!(
         backend.requests().is_empty(),
