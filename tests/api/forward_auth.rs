@@ -211,10 +211,10 @@ fn nginx_passes_identity_headers_only_for_live_tokens(db: &TestDb) {
     let claims = crate::helpers::jwt_payload(&bearer);
 
     let cases: [(&str, &[(&str, &str)], u16); 3] = [
-        ("no token", vec![], 401),
+        ("no token", &[], 401),
         (
             "forged identity headers, no token",
-            vec![
+            &[
                 ("X-Wx-User-Id", "someone-else"),
                 ("X-Wx-Openid", "o-forged"),
             ],
@@ -222,7 +222,7 @@ fn nginx_passes_identity_headers_only_for_live_tokens(db: &TestDb) {
         ),
         (
             "a token that is not ours",
-            vec![("Authorization", "Bearer abc.def.ghi")],
+            &[("Authorization", "Bearer abc.def.ghi")],
             401,
         ),
     ];
