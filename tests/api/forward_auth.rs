@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 const NGINX: &str = "/usr/sbin/nginx";
 
+/// A request through nginx: what it is, its headers, the status nginx must answer.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16);
+
 /// What the app backend received: each request's path and its `X-Wx-*` and `Authorization`
 /// headers (names lowercased).
 type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
@@ -210,7 +213,7 @@ fn nginx_passes_identity_headers_only_for_live_tokens(db: &TestDb) {
     let bearer = login.body["token"].as_str().unwrap().to_string();
     let claims = crate::helpers::jwt_payload(&bearer);
 
-    let cases: [(&str, &[(&str, &str)], u16); 3] = [
+    let cases: [Case; 3] = [
         ("no token", &[], 401),
         (
             "forged identity headers, no token",
