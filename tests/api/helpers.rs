@@ -113,17 +113,26 @@ impl TestDb {
     /// The number of user rows, counted around the store: the service never needs it, so the
     /// store has no method for it.
     pub fn count_users(&self) -> u64 {
-        let sql = "SELECT COUNT(*) FROM wxuser";
+        self.count_rows("wxuser")
+    }
+
+    /// The number of stored images, counted around the store like the users.
+    pub fn count_avatars(&self) -> u64 {
+        self.count_rows("avatar")
+    }
+
+    fn count_rows(&self, table: &str) -> u64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
         match &self.url {
             DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
-                .and_then(|c| c.query_row(sql, [], |row| row.get::<_, i64>(0)))
+                .and_then(|c| c.query_row(&sql, [], |row| row.get::<_, i64>(0)))
                 .map(|n| n as u64)
-                .expect("count SQLite users"),
+                .expect("count SQLite rows"),
             DatabaseUrl::Mysql(url) => {
                 let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
-                    .expect("connect to count users");
+                    .expect("connect to count rows");
                 mysql::prelude::Queryable::query_first::<u64, _>(&mut conn, sql)
-                    .expect("count MySQL users")
+                    .expect("count MySQL rows")
                     .unwrap_or(0)
             }
         }
