@@ -18,8 +18,11 @@ pub enum Error {
     BadRequest(String),
     /// The body's `Content-Type` is not one we read.
     UnsupportedMediaType,
-    /// An uploaded file is not an image type we accept.
+    /// An uploaded file is not an image type we accept, or does not decode as one.
     UnsupportedImage,
+    /// An uploaded image declares more pixels than we decode (a decompression bomb, or just a
+    /// huge picture): refused from its header, before the pixels are allocated.
+    ImageTooLarge,
     /// The client stopped sending its body for longer than `WXLOGIN_CLIENT_TIMEOUT`.
     RequestTimeout,
     /// The body is larger than `limit` bytes.
@@ -61,7 +64,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => 400,
             Error::UnsupportedMediaType | Error::UnsupportedImage => 415,
-            Error::PayloadTooLarge { .. } => 413,
+            Error::PayloadTooLarge { .. } | Error::ImageTooLarge => 413,
             Error::RequestTimeout => 408,
             Error::NotFound | Error::SessionNotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -94,6 +97,11 @@ impl Error {
                 "send the body as application/x-www-form-urlencoded or application/json".into()
             }
             Error::UnsupportedImage => "the file is not a JPEG, PNG, WebP or GIF image".into(),
+            Error::ImageTooLarge => format!(
+                "the image is too large: at most {side}×{side} pixels and {mib} MiB decoded",
+                side = crate::avatar::MAX_SIDE,
+                mib = crate::avatar::MAX_DECODED_BYTES / (1024 * 1024),
+            ),
             Error::RequestTimeout => "the request body stopped arriving; send it again".into(),
             Error::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
@@ -150,6 +158,7 @@ impl Error {
             Error::BadRequest(_)
             | Error::UnsupportedMediaType
             | Error::UnsupportedImage
+            | Error::ImageTooLarge
             | Error::RequestTimeout
             | Error::PayloadTooLarge { .. }
             | Error::NotFound
@@ -225,7 +234,8 @@ impl fmt::Display for Error {
         match self {
             Error::BadRequest(m) => write!(f, "bad request: {m}"),
             Error::UnsupportedMediaType => f.write_str("unsupported content type"),
-            Error::UnsupportedImage => f.write_str("unsupported image type"),
+            Error::UnsupportedImage => f.write_str("unsupported or undecodable image"),
+            Error::ImageTooLarge => f.write_str("image over the decoding limits"),
             Error::PayloadTooLarge { limit } => write!(f, "body over {limit} bytes"),
             Error::RequestTimeout => f.write_str("client stalled while sending the body"),
             Error::NotFound => f.write_str("no route"),

@@ -116,6 +116,11 @@ impl TestDb {
         self.count("SELECT COUNT(*) FROM wxuser")
     }
 
+    /// The number of stored images, counted around the store like the users.
+    pub fn count_avatars(&self) -> u64 {
+        self.count("SELECT COUNT(*) FROM avatar")
+    }
+
     /// The number a `SELECT COUNT(*) …` statement returns, read around the store.
     pub fn count(&self, sql: &str) -> u64 {
         match &self.url {

@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod http;
+mod images;
 mod layout;
 mod login;
 mod migrations;

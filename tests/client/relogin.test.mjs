@@ -116,7 +116,7 @@ await forEachBackend('re-login on 401', (ctx) => {
     client.wx.removeStorageSync('refresh_token'); // the re-login path, as above
     client.sim.calls.login = 0;
 
-    const file = await writeTempFile(ctx, `${user}.png`, png({ rgba: [1, 2, 3, 255] }));
+    const file = await writeTempFile(ctx, `${user}.png`, png({ rgba: [1, 2, 3, 128] }));
     await page.onChooseAvatar(event('chooseavatar', { avatarUrl: file }));
     assert.equal(client.sim.calls.login, 1, 'exactly one wx.login');
     assert.deepEqual(client.sim.exchanges().slice(-3), [

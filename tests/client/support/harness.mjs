@@ -1,6 +1,6 @@
 // What the client test files share: one stack per backend, a simulated user, direct API calls.
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -193,6 +193,21 @@ export function expectStatus(res, status, stack, what = '') {
         `--- wxlogin log ---\n${stack.server.logs(30)}`
     );
   }
+}
+
+/**
+ * GETs an uploaded avatar. The server stores every upload re-encoded (JPEG, or PNG when some
+ * pixel is transparent), so the URL must name the SHA-256 of the bytes served, not of the
+ * bytes uploaded, with the extension and Content-Type of their type.
+ */
+export async function fetchAvatar(stack, url) {
+  const served = await http(url);
+  expectStatus(served, 200, stack, `GET ${url}`);
+  const ext = url.split('.').pop();
+  const hash = createHash('sha256').update(served.bytes).digest('hex');
+  assert.equal(url, `${stack.server.url}/avatars/${hash}.${ext}`, 'named by the bytes served');
+  assert.equal(served.headers.get('content-type'), { jpg: 'image/jpeg', png: 'image/png' }[ext]);
+  return served;
 }
 
 /** GET /api/me with `token` ("Bearer …"), straight to the server. */
