@@ -21,6 +21,7 @@ pub mod net;
 pub mod opendata;
 pub mod phone;
 pub mod profile;
+pub mod ratelimit;
 pub mod secret;
 pub mod session;
 pub mod singleflight;

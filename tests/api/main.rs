@@ -12,6 +12,7 @@ mod migrations;
 mod openapi;
 mod profile;
 mod properties;
+mod ratelimit;
 mod resilience;
 mod secrets;
 mod sessions;
