@@ -10,6 +10,7 @@ use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::phone::PhoneService;
 use crate::profile::ProfileService;
+use crate::ratelimit::RateLimits;
 use crate::session::SessionService;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
 use crate::token::TokenIssuer;
@@ -44,6 +45,8 @@ pub struct App {
     pub(crate) tokens: Arc<TokenIssuer>,
     pub(crate) store: Arc<dyn UserStore>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The per-client and per-user limits of login, refresh and phone.
+    pub(crate) limits: RateLimits,
     /// Largest request body accepted outside the avatar upload (`Config::max_body_bytes`).
     pub(crate) max_body_bytes: usize,
 }
@@ -90,6 +93,11 @@ impl App {
             sessions,
             tokens,
             store,
+            limits: RateLimits::new(
+                config.rate_limits.client,
+                config.rate_limits.user,
+                metrics.clone(),
+            ),
             metrics,
             max_body_bytes: config.max_body_bytes,
         }

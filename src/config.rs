@@ -6,6 +6,7 @@
 
 use crate::keys::KeyMaterial;
 use crate::net::is_loopback_url;
+use crate::ratelimit::Rate;
 use crate::secret::{random_hex, Secret};
 use crate::store::DatabaseUrl;
 use std::net::SocketAddr;
@@ -41,6 +42,22 @@ pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(180 * 86_400);
 pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(30);
 /// Default `WXLOGIN_REVOCATION_DELAY`.
 pub const DEFAULT_REVOCATION_DELAY: Duration = Duration::from_secs(5);
+
+/// Default `WXLOGIN_RATE_LIMIT_BURST`: requests one client address may make at once to each
+/// limited route. Generous, because carrier NAT puts many real users behind one address: 200
+/// logins at once from one address must pass.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 300;
+/// Default `WXLOGIN_RATE_LIMIT_PER_SECOND`: how fast an address's bucket refills.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 100.0;
+/// Default `WXLOGIN_USER_RATE_LIMIT_BURST`: refresh rotations (or phone binds) one user may make
+/// at once. A mini-program refreshes about once per access-token lifetime, but every request it
+/// has waiting may fire its own refresh when it wakes (32 at once are tested to agree), so the
+/// burst leaves room for that; the rate is what stops a script.
+pub const DEFAULT_USER_RATE_LIMIT_BURST: u32 = 60;
+/// Default `WXLOGIN_USER_RATE_LIMIT_PER_SECOND`.
+pub const DEFAULT_USER_RATE_LIMIT_PER_SECOND: f64 = 1.0;
+/// Largest burst or rate accepted: beyond it a limit is no limit, and `0` says that plainly.
+const MAX_RATE_LIMIT: u32 = 1_000_000;
 
 /// Everything the service needs to know about WeChat.
 #[derive(Clone, Debug)]
@@ -86,6 +103,15 @@ pub struct SessionConfig {
     pub revocation_delay: Duration,
 }
 
+/// The rate limits of `/api/wxuser`, `/api/token/refresh` and `/api/phone`; `None` is off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitConfig {
+    /// Per client address and route (`WXLOGIN_RATE_LIMIT_BURST`, `…_PER_SECOND`).
+    pub client: Option<Rate>,
+    /// Per user and route, on refresh and phone (`WXLOGIN_USER_RATE_LIMIT_BURST`, `…_PER_SECOND`).
+    pub user: Option<Rate>,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -94,6 +120,7 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub jwt: JwtConfig,
     pub sessions: SessionConfig,
+    pub rate_limits: RateLimitConfig,
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
@@ -363,6 +390,21 @@ impl Config {
             )?,
         };
 
+        let rate_limits = RateLimitConfig {
+            client: rate(
+                &get,
+                "WXLOGIN_RATE_LIMIT",
+                DEFAULT_RATE_LIMIT_BURST,
+                DEFAULT_RATE_LIMIT_PER_SECOND,
+            )?,
+            user: rate(
+                &get,
+                "WXLOGIN_USER_RATE_LIMIT",
+                DEFAULT_USER_RATE_LIMIT_BURST,
+                DEFAULT_USER_RATE_LIMIT_PER_SECOND,
+            )?,
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -388,6 +430,7 @@ impl Config {
                 audience: appid.trim().to_string(),
             },
             sessions,
+            rate_limits,
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
@@ -458,6 +501,35 @@ fn bounded_duration(
     }
 }
 
+/// A limit from `<prefix>_BURST` (whole requests, `0` turns it off) and `<prefix>_PER_SECOND`
+/// (a positive number, fractions allowed: `0.5` is one every two seconds).
+fn rate(
+    get: &impl Fn(&str) -> Option<String>,
+    prefix: &str,
+    default_burst: u32,
+    default_per_second: f64,
+) -> Result<Option<Rate>, String> {
+    let burst = match get(&format!("{prefix}_BURST")) {
+        None => default_burst,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n <= MAX_RATE_LIMIT => n,
+            _ => return Err(format!(
+                "{prefix}_BURST: {text:?} is not a burst; use a whole number of requests from 0 (no limit) to {MAX_RATE_LIMIT} (default {default_burst})"
+            )),
+        },
+    };
+    let per_second = match get(&format!("{prefix}_PER_SECOND")) {
+        None => default_per_second,
+        Some(text) => match text.trim().parse::<f64>() {
+            Ok(r) if r.is_finite() && r >= 0.001 && r <= f64::from(MAX_RATE_LIMIT) => r,
+            _ => return Err(format!(
+                "{prefix}_PER_SECOND: {text:?} is not a rate; use requests per second from 0.001 to {MAX_RATE_LIMIT}, such as 100 or 0.5 (default {default_per_second})"
+            )),
+        },
+    };
+    Ok((burst > 0).then_some(Rate { burst, per_second }))
+}
+
 /// A PKCS#8 PEM P-256 private key file named by `variable`, read and checked now so that a bad
 /// file stops start-up instead of the first login.
 fn pem_file(variable: &str, path: &str) -> Result<KeyMaterial, String> {
@@ -525,6 +597,37 @@ mod tests {
         assert_eq!(c.sessions.max_age, DEFAULT_SESSION_MAX_AGE);
         assert_eq!(c.sessions.reuse_grace, Duration::from_secs(30));
         assert_eq!(c.sessions.revocation_delay, Duration::from_secs(5));
+        assert_eq!(
+            c.rate_limits,
+            RateLimitConfig {
+                client: Some(Rate {
+                    burst: 300,
+                    per_second: 100.0
+                }),
+                user: Some(Rate {
+                    burst: 60,
+                    per_second: 1.0
+                }),
+            }
+        );
+    }
+
+    #[test]
+    fn rate_limits_are_set_and_turned_off_by_a_zero_burst() {
+        let c = config(&with(&[
+            ("WXLOGIN_RATE_LIMIT_BURST", "0"),
+            ("WXLOGIN_USER_RATE_LIMIT_BURST", "5"),
+            ("WXLOGIN_USER_RATE_LIMIT_PER_SECOND", "0.25"),
+        ]))
+        .unwrap();
+        assert_eq!(c.rate_limits.client, None);
+        assert_eq!(
+            c.rate_limits.user,
+            Some(Rate {
+                burst: 5,
+                per_second: 0.25
+            })
+        );
     }
 
     #[test]
@@ -612,6 +715,26 @@ mod tests {
             (
                 &[("WXLOGIN_REVOCATION_DELAY", "1d")],
                 "WXLOGIN_REVOCATION_DELAY",
+            ),
+            (
+                &[("WXLOGIN_RATE_LIMIT_BURST", "-1")],
+                "WXLOGIN_RATE_LIMIT_BURST",
+            ),
+            (
+                &[("WXLOGIN_RATE_LIMIT_PER_SECOND", "0")],
+                "WXLOGIN_RATE_LIMIT_PER_SECOND",
+            ),
+            (
+                &[("WXLOGIN_RATE_LIMIT_PER_SECOND", "NaN")],
+                "WXLOGIN_RATE_LIMIT_PER_SECOND",
+            ),
+            (
+                &[("WXLOGIN_USER_RATE_LIMIT_BURST", "lots")],
+                "WXLOGIN_USER_RATE_LIMIT_BURST",
+            ),
+            (
+                &[("WXLOGIN_USER_RATE_LIMIT_PER_SECOND", "1/s")],
+                "WXLOGIN_USER_RATE_LIMIT_PER_SECOND",
             ),
             (
                 &[("WXLOGIN_SIGNING_KEY_FILE", "/nonexistent/key.pem")],

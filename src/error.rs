@@ -6,6 +6,7 @@
 //! `match`, so a new variant cannot ship without a status.
 
 use crate::fields::FieldError;
+use crate::ratelimit::RetryAfter;
 use crate::store::StoreError;
 use crate::wechat::WechatError;
 use serde::Serialize;
@@ -39,6 +40,8 @@ pub enum Error {
     RefreshReused,
     /// The caller has no session with this id (another user's is not theirs to see).
     SessionNotFound,
+    /// Our own rate limit refused the request; the client may retry after this many seconds.
+    RateLimited { retry_after: u64 },
     /// WeChat refused a login code, or could not be asked.
     Wechat(WechatError),
     /// WeChat refused a phone-number code, or could not be asked.
@@ -69,6 +72,7 @@ impl Error {
             Error::NotFound | Error::SessionNotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Unauthorized(_) | Error::RefreshRefused(_) | Error::RefreshReused => 401,
+            Error::RateLimited { .. } => 429,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
                 45011 => 429,
@@ -113,6 +117,9 @@ impl Error {
                 "this refresh token was already used, so a copy of it may be in other hands: the session is ended; log in again".into()
             }
             Error::SessionNotFound => "you have no session with this id".into(),
+            Error::RateLimited { retry_after } => {
+                format!("too many requests; retry in {retry_after} s")
+            }
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 => "the login code is invalid; call wx.login() again".into(),
                 40163 => "the login code was already used; call wx.login() again".into(),
@@ -137,7 +144,8 @@ impl Error {
     /// Headers the answer needs beyond the ones every answer gets: the methods a route takes
     /// (RFC 9110 requires `Allow` on a 405), `Connection: close` after an oversized body, whose
     /// unread rest is not worth reading on this connection, and the bearer challenge of a refused
-    /// access token (RFC 6750 §3; forward-auth proxies relay it).
+    /// access token (RFC 6750 §3; forward-auth proxies relay it), and when to retry after our
+    /// own rate limit (RFC 9110 `Retry-After`, whole seconds, which clients and proxies honour).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
@@ -145,6 +153,7 @@ impl Error {
                 vec![("WWW-Authenticate", "Bearer error=\"invalid_token\"".into())]
             }
             Error::PayloadTooLarge { .. } => vec![("Connection", "close".into())],
+            Error::RateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
             _ => Vec::new(),
         }
     }
@@ -165,7 +174,8 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
             | Error::RefreshRefused(_)
-            | Error::SessionNotFound => log::Level::Info,
+            | Error::SessionNotFound
+            | Error::RateLimited { .. } => log::Level::Info,
             // Possibly a stolen token: worth an operator's look.
             Error::RefreshReused => log::Level::Warn,
         }
@@ -244,6 +254,9 @@ impl fmt::Display for Error {
             Error::RefreshRefused(why) => write!(f, "refresh refused: {why}"),
             Error::RefreshReused => f.write_str("refresh token reused after the grace"),
             Error::SessionNotFound => f.write_str("no such session of the caller"),
+            Error::RateLimited { retry_after } => {
+                write!(f, "rate limited (retry after {retry_after} s)")
+            }
             Error::Wechat(e) => write!(f, "wechat: {e}"),
             Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),
@@ -263,6 +276,14 @@ impl From<WechatError> for Error {
 impl From<FieldError> for Error {
     fn from(e: FieldError) -> Self {
         Error::BadRequest(e.0)
+    }
+}
+
+impl From<RetryAfter> for Error {
+    fn from(r: RetryAfter) -> Self {
+        Error::RateLimited {
+            retry_after: r.seconds(),
+        }
     }
 }
 
@@ -296,6 +317,15 @@ mod tests {
             assert_eq!(e.body().errcode, Some(errcode), "errcode {errcode} echoed");
             assert_eq!(e.body().status, status, "status {status} in body");
         }
+    }
+
+    #[test]
+    fn our_rate_limit_is_a_429_with_retry_after() {
+        let e = Error::RateLimited { retry_after: 3 };
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.body().message, "too many requests; retry in 3 s");
+        assert_eq!(e.body().errcode, None);
+        assert_eq!(e.headers(), vec![("Retry-After", "3".to_string())]);
     }
 
     #[test]

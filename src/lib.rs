@@ -21,6 +21,7 @@ pub mod net;
 pub mod opendata;
 pub mod phone;
 pub mod profile;
+pub mod ratelimit;
 pub mod replay;
 pub mod secret;
 pub mod session;

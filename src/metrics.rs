@@ -24,6 +24,7 @@ pub struct Metrics {
     upstream_calls: IntCounterVec,
     upstream_duration: HistogramVec,
     db_errors: IntCounterVec,
+    rate_limited: IntCounterVec,
     db_connections_in_use: IntGauge,
     db_connections_max: IntGauge,
 }
@@ -82,6 +83,11 @@ impl Metrics {
                 "Database failures seen by requests, by kind (unavailable, query).",
                 &["kind"],
             ),
+            rate_limited: counter(
+                "wxlogin_rate_limited_total",
+                "Requests refused with 429 by wxlogin's own limits, by route and scope (client, user).",
+                &["route", "scope"],
+            ),
             db_connections_in_use: gauge(
                 "wxlogin_db_connections_in_use",
                 "Database connections lent out at the time of the scrape.",
@@ -128,6 +134,11 @@ impl Metrics {
 
     pub fn count_db_error(&self, kind: &str) {
         self.db_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// A request refused by a rate limit; `scope` is `client` or `user`.
+    pub fn count_rate_limited(&self, route: &str, scope: &str) {
+        self.rate_limited.with_label_values(&[route, scope]).inc();
     }
 
     /// The text exposition, with the pool gauges set to `(in_use, max)` first.

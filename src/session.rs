@@ -221,8 +221,15 @@ impl SessionService {
         )
     }
 
-    /// Exchanges a refresh token for a new pair (see the module documentation).
-    pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+    /// Exchanges a refresh token for a new pair (see the module documentation). `admit` is
+    /// asked with the session's uid before a rotation writes anything, so a per-user limit
+    /// refuses it without spending the token; a repeat within the grace only reads what a
+    /// rotation already wrote, and is not asked about.
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        admit: impl FnOnce(&str) -> Result<(), Error>,
+    ) -> Result<TokenPair, Error> {
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
         if !refresh_token.starts_with(REFRESH_PREFIX)
             || refresh_token.len() > MAX_REFRESH_TOKEN_BYTES
@@ -230,6 +237,7 @@ impl SessionService {
             return Err(Error::RefreshRefused(REFRESH_UNKNOWN));
         }
         let hash = token_hash(refresh_token);
+        let mut admit = Some(admit);
         // A lost race means another refresh just rotated the token: the second read finds it
         // rotated, within the grace.
         for _ in 0..2 {
@@ -247,6 +255,9 @@ impl SessionService {
             let successor = self.successor(refresh_token);
             match record.rotated_at {
                 None => {
+                    if let Some(admit) = admit.take() {
+                        admit(&record.uid)?;
+                    }
                     let access_token = self.tokens.issue(
                         &record.uid,
                         &record.session_id,

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::fields::BodyFields;
 use crate::secret::random_hex;
 use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tiny_http::Request;
 
@@ -86,14 +87,31 @@ pub fn path(request: &Request) -> &str {
 /// The client's address for the log: the peer, or, when the peer is a proxy on this machine,
 /// the address it passed in `X-Real-IP` (see deploy/nginx). Other peers cannot set it.
 pub fn client_address(request: &Request) -> String {
-    match request.remote_addr() {
-        Some(peer) if peer.ip().is_loopback() => header_value(request, "X-Real-IP")
-            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| peer.to_string()),
-        Some(peer) => peer.to_string(),
-        None => "-".into(),
+    match (request.remote_addr(), forwarded_ip(request)) {
+        (Some(_), Some(ip)) => ip.to_string(),
+        (Some(peer), None) => peer.to_string(),
+        (None, _) => "-".into(),
     }
+}
+
+/// The client's IP address, as [`client_address`] finds it without the port: what the rate
+/// limits key on (a port changes with each connection, the address does not).
+pub fn client_ip(request: &Request) -> Option<IpAddr> {
+    forwarded_ip(request).or_else(|| request.remote_addr().map(|peer| peer.ip()))
+}
+
+/// `X-Real-IP`, when the peer is a proxy on this machine and the header holds an address.
+fn forwarded_ip(request: &Request) -> Option<IpAddr> {
+    trusted_forward(*request.remote_addr()?, header_value(request, "X-Real-IP"))
+}
+
+/// The address a peer says it forwards for: believed only from loopback, where our own proxy
+/// runs; anyone else could name any address and pick a fresh rate-limit bucket per request.
+fn trusted_forward(peer: SocketAddr, x_real_ip: Option<&str>) -> Option<IpAddr> {
+    if !peer.ip().is_loopback() {
+        return None;
+    }
+    x_real_ip?.trim().parse().ok()
 }
 
 /// Request ids: the proxy's `X-Request-Id` when it sent a sane one, else our own, unique per
@@ -123,5 +141,23 @@ impl RequestIds {
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n:06}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_real_ip_is_believed_only_from_loopback() {
+        let proxy: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let proxy6: SocketAddr = "[::1]:50000".parse().unwrap();
+        let stranger: SocketAddr = "192.0.2.9:50000".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(trusted_forward(proxy, Some(" 203.0.113.7 ")), Some(client));
+        assert_eq!(trusted_forward(proxy6, Some("203.0.113.7")), Some(client));
+        assert_eq!(trusted_forward(stranger, Some("203.0.113.7")), None);
+        assert_eq!(trusted_forward(proxy, Some("not an address")), None);
+        assert_eq!(trusted_forward(proxy, None), None);
     }
 }

@@ -169,14 +169,26 @@ impl Route {
         }
     }
 
+    /// Whether the route is limited per client address: the ones that cost a WeChat call or a
+    /// database write for anyone who asks (see `ratelimit`).
+    fn limited_per_client(self) -> bool {
+        matches!(self, Route::Login | Route::Refresh | Route::Phone)
+    }
+
     /// Runs the handler for the request's method, or refuses it with the methods that exist.
+    /// A limited route's client limit is checked first, before its body is read.
     pub fn handle(self, app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
         let spec = self.spec();
         let method = request.method().as_str();
-        match spec.handlers.iter().find(|(m, _)| *m == method) {
-            Some((_, handler)) => handler(app, request, id),
-            None => Err(Error::MethodNotAllowed { allow: spec.allow }),
+        let Some((_, handler)) = spec.handlers.iter().find(|(m, _)| *m == method) else {
+            return Err(Error::MethodNotAllowed { allow: spec.allow });
+        };
+        if self.limited_per_client() {
+            if let Some(ip) = request::client_ip(request) {
+                app.limits.client(spec.label, ip)?;
+            }
         }
+        handler(app, request, id)
     }
 }
 
@@ -407,7 +419,9 @@ fn refresh(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> 
         .take("refresh_token")?
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Error::BadRequest("refresh_token is missing".into()))?;
-    let tokens = app.sessions.refresh(token.trim())?;
+    let tokens = app.sessions.refresh(token.trim(), |uid| {
+        Ok(app.limits.user(Route::Refresh.label(), uid)?)
+    })?;
     Ok(Reply::ok(&LoginAnswer::new(
         tokens,
         "token refreshed",
@@ -494,6 +508,7 @@ fn jwks(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error> {
 /// `POST /api/phone`: a `getPhoneNumber` button code in, the user's number stored and returned.
 fn phone(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
     let claims = authenticate(app, request)?;
+    app.limits.user(Route::Phone.label(), &claims.uid)?;
     let code = PhoneService::code(&mut read_fields(request, app.max_body_bytes)?)?;
     let phone = app.phone.bind(&claims.openid, &code)?;
     Ok(Reply::ok(&PhoneAnswer {

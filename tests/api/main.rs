@@ -14,6 +14,7 @@ mod migrations;
 mod openapi;
 mod profile;
 mod properties;
+mod ratelimit;
 mod replay;
 mod resilience;
 mod secrets;

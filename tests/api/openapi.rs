@@ -15,7 +15,7 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-fn document() -> &'static Value {
+pub(crate) fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
@@ -316,7 +316,7 @@ fn real(answer: &crate::helpers::Answer) -> Real {
     }
 }
 
-fn check(app_doc: &Value, method: &str, path: &str, answer: &crate::helpers::Answer) {
+pub(crate) fn check(app_doc: &Value, method: &str, path: &str, answer: &crate::helpers::Answer) {
     check_real(app_doc, method, path, &real(answer));
 }
 
