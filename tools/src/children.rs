@@ -212,6 +212,13 @@ impl ChildProc {
         })
     }
 
+    /// SIGKILL at once, no drain: a crash, as the drill's cluster phase plays it. Waits until
+    /// it is gone and returns how it ended.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited after [`STOP_GRACE`]; waits until it is
     /// gone, so its port is free. Idempotent.
     pub fn stop(&mut self) {

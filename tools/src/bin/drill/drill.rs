@@ -20,6 +20,7 @@ use wxlogin_tools::ports::free_port;
 use wxlogin_tools::signals::check_interrupt;
 
 use crate::attacks::{self, SlowClients, SlowKind, HUGE_LENGTH};
+use crate::cluster;
 use crate::load::{self, Answer, Load, Outcome, Via};
 use crate::mariadb::{self, Outage};
 use crate::nginx::{self, Ports};
@@ -53,7 +54,7 @@ const HONEST_LIMIT: Duration = Duration::from_secs(1);
 /// watched for an exit after it is closed.
 const HUGE_HOLD: Duration = Duration::from_secs(3);
 /// How long a server may take to be ready (wxlogin applies its schema first).
-const READY_LIMIT: Duration = Duration::from_secs(30);
+pub const READY_LIMIT: Duration = Duration::from_secs(30);
 
 /// Where the drill finds the binaries and the shipped files, and writes its output.
 pub struct Paths {
@@ -377,7 +378,11 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
         eprintln!("the end of wxlogin's log:\n{}", wxlogin.log_tail(20));
     }
 
-    // e. The open port: hostile clients straight at a wxlogin of their own (no nginx).
+    // e. Three nodes behind nginx, one killed under load (MariaDB stays up).
+    let cluster = cluster::run(paths)?;
+    checks.extend(cluster.checks);
+
+    // f. The open port: hostile clients straight at a wxlogin of their own (no nginx).
     println!("open port (straight to wxlogin, SQLite):");
     let findings = open_port::run(paths, &Attack::ALL)?;
     checks.extend(findings.iter().map(Finding::check));
@@ -386,25 +391,46 @@ pub fn run(paths: &Paths) -> Result<Report, String> {
         outcomes: record.outcomes,
         spans,
         checks,
-        open_port: Some(open_port::render(&findings)),
+        tables: vec![cluster.table, open_port::render(&findings)],
     })
 }
 
-/// Only the open-port phases `attacks` (`--only`): no MariaDB, no nginx, no login load.
-pub fn run_open_port(paths: &Paths, attacks: &[Attack]) -> Result<Report, String> {
+/// What `--only` selects: the cluster phase, open-port phases, or both.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Only {
+    pub cluster: bool,
+    pub attacks: Vec<Attack>,
+}
+
+/// Only the phases `only` names: no MariaDB stop, no login load; nginx only for the cluster.
+pub fn run_only(paths: &Paths, only: &Only) -> Result<Report, String> {
     binaries_present(paths)?;
-    println!(
-        "open port (straight to wxlogin, SQLite; logs in {}):",
-        paths.logs.display()
-    );
-    let findings = open_port::run(paths, attacks)?;
-    let names: Vec<&str> = attacks.iter().map(|a| a.name()).collect();
+    let mut names = Vec::new();
+    let mut checks = Vec::new();
+    let mut tables = Vec::new();
+    if only.cluster {
+        println!("cluster (logs in {}):", paths.logs.display());
+        let cluster = cluster::run(paths)?;
+        names.push("cluster");
+        checks.extend(cluster.checks);
+        tables.push(cluster.table);
+    }
+    if !only.attacks.is_empty() {
+        println!(
+            "open port (straight to wxlogin, SQLite; logs in {}):",
+            paths.logs.display()
+        );
+        let findings = open_port::run(paths, &only.attacks)?;
+        names.extend(only.attacks.iter().map(|a| a.name()));
+        checks.extend(findings.iter().map(Finding::check));
+        tables.push(open_port::render(&findings));
+    }
     Ok(Report {
-        setup: format!("Only the open-port phases: {}.", names.join(", ")),
+        setup: format!("Only these phases: {}.", names.join(", ")),
         outcomes: Vec::new(),
         spans: Vec::new(),
-        checks: findings.iter().map(Finding::check).collect(),
-        open_port: Some(open_port::render(&findings)),
+        checks,
+        tables,
     })
 }
 

@@ -2,13 +2,15 @@
 //! only. It starts mock-wechat, wxlogin (on a fresh MariaDB database) and nginx with the
 //! shipped configuration, drives logins while it stops and restarts MariaDB, makes WeChat slow
 //! and then unreachable, and attacks nginx with slow clients and a terabyte `Content-Length`;
-//! then it checks that every login answered 200 has its row and that wxlogin is still up,
+//! then it checks that every login answered 200 has its row and that wxlogin is still up, kills
+//! one of three nodes behind nginx under load (`cluster.rs`), attacks wxlogin's open port,
 //! prints a summary (also written to `target/drill/last-run.md`) and exits 0 only if every
-//! check passed. It takes one to one and a half minutes, stops by itself, and cleans up after
+//! check passed. It takes about two minutes, stops by itself, and cleans up after
 //! itself (children stopped, database dropped, temporary files removed, MariaDB running), also
 //! on Ctrl-C and on panic.
 
 mod attacks;
+mod cluster;
 mod drill;
 mod load;
 mod mariadb;
@@ -23,7 +25,7 @@ use std::time::SystemTime;
 
 use wxlogin_tools::signals;
 
-use drill::Paths;
+use drill::{Only, Paths};
 use open_port::Attack;
 
 /// Exit statuses besides 0: a check failed; the drill could not run; it panicked.
@@ -57,24 +59,30 @@ const USAGE: &str = "\
 usage: wxlogin-drill [--only LIST]     (normally run by `make drill`)
 
   without options   the whole drill (MariaDB stopped and restarted, nginx, the open port)
-  --only LIST       only these open-port phases, e.g. `open-port` (all three) or
-                    `reset-storm,slow-body,header-flood`: no MariaDB, no nginx
+  --only LIST       only these phases, no MariaDB stop: `cluster` (three wxlogin nodes
+                    on MariaDB behind nginx, one killed -9 under load), and the open-port
+                    phases, `open-port` (all three) or `reset-storm,slow-body,header-flood`
+                    (SQLite, no nginx); e.g. `cluster,open-port`
 ";
 
-/// The open-port phases `--only` names; `None`: the whole drill.
-fn parse(args: &[String]) -> Result<Option<Vec<Attack>>, String> {
+/// The phases `--only` names; `None`: the whole drill.
+fn parse(args: &[String]) -> Result<Option<Only>, String> {
     match args {
         [] => Ok(None),
         [flag, list] if flag == "--only" => {
-            let mut attacks = Vec::new();
+            let mut only = Only {
+                cluster: false,
+                attacks: Vec::new(),
+            };
             for name in list.split(',').map(str::trim) {
                 match Attack::ALL.iter().find(|a| a.name() == name) {
-                    Some(attack) => attacks.push(*attack),
-                    None if name == "open-port" => attacks.extend(Attack::ALL),
+                    Some(attack) => only.attacks.push(*attack),
+                    None if name == "open-port" => only.attacks.extend(Attack::ALL),
+                    None if name == "cluster" => only.cluster = true,
                     None => return Err(format!("--only: unknown phase {name:?}")),
                 }
             }
-            Ok(Some(attacks))
+            Ok(Some(only))
         }
         _ => Err(String::new()),
     }
@@ -98,7 +106,7 @@ fn main() -> ExitCode {
     };
     // The guards inside clean up while unwinding; this only stops the panic here.
     let outcome = std::panic::catch_unwind(|| match &only {
-        Some(attacks) => drill::run_open_port(&paths, attacks),
+        Some(only) => drill::run_only(&paths, only),
         None => drill::run(&paths),
     });
     // Whatever happened, MariaDB is left running: other work on this machine depends on it.
@@ -139,20 +147,26 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Option<Vec<Attack>>, String> {
+    fn parse_args(args: &[&str]) -> Result<Option<Only>, String> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     #[test]
-    fn only_names_open_port_phases() {
+    fn only_names_the_cluster_and_open_port_phases() {
         assert_eq!(parse_args(&[]), Ok(None));
         assert_eq!(
             parse_args(&["--only", "open-port"]),
-            Ok(Some(Attack::ALL.to_vec()))
+            Ok(Some(Only {
+                cluster: false,
+                attacks: Attack::ALL.to_vec()
+            }))
         );
         assert_eq!(
-            parse_args(&["--only", "slow-body"]),
-            Ok(Some(vec![Attack::SlowBody]))
+            parse_args(&["--only", "slow-body,cluster"]),
+            Ok(Some(Only {
+                cluster: true,
+                attacks: vec![Attack::SlowBody]
+            }))
         );
         assert!(parse_args(&["--only", "db-down"]).is_err());
         assert!(parse_args(&["--bogus"]).is_err());

@@ -146,19 +146,61 @@ pub fn start(
     (cert, key): (&Path, &Path),
     error_log: &Path,
 ) -> Result<ChildProc, String> {
-    let site = dir.join("wxlogin.conf");
+    launch(dir, &rewrite(shipped, ports, cert, key)?, error_log)
+}
+
+/// The cluster phase's load balancer: plain HTTP on `127.0.0.1:port`, spreading requests over
+/// `nodes` round-robin. Not the shipped file, which has one upstream and per-address limits
+/// that the drill's loopback load (every client 127.0.0.1) would trip. A node that fails once
+/// is left out for 1 s (`fail_timeout`, nginx's default is 10 s), so that nginx tries the dead
+/// node again during the phase; a request goes on to the next node only if it could not be
+/// sent, e.g. the connection was refused (`proxy_next_upstream error timeout`, the default:
+/// without `non_idempotent`, a POST that reached a node is never sent again, so no login runs
+/// twice). Each request's node is logged to `access_log`, to count how the load was spread.
+pub fn start_balancer(
+    dir: &Path,
+    port: u16,
+    nodes: &[u16],
+    access_log: &Path,
+    error_log: &Path,
+) -> Result<ChildProc, String> {
+    let servers: String = nodes
+        .iter()
+        .map(|node| format!("    server 127.0.0.1:{node} max_fails=1 fail_timeout=1s;\n"))
+        .collect();
+    let site = format!(
+        "log_format upstream '$request_method $uri $status $upstream_addr';\n\
+         upstream wxlogin_cluster {{\n{servers}    keepalive 32;\n}}\n\
+         server {{\n    listen 127.0.0.1:{port};\n\
+         \x20   access_log {log} upstream;\n\
+         \x20   proxy_http_version 1.1;\n\
+         \x20   proxy_set_header Connection \"\";\n\
+         \x20   proxy_set_header X-Real-IP $remote_addr;\n\
+         \x20   proxy_connect_timeout 2s;\n\
+         \x20   proxy_read_timeout 15s;\n\
+         \x20   proxy_next_upstream error timeout;\n\
+         \x20   location / {{\n        proxy_pass http://wxlogin_cluster;\n    }}\n}}\n",
+        log = access_log.display(),
+    );
+    launch(dir, &site, error_log)
+}
+
+/// Writes `site` and a minimal top-level `nginx.conf` into `dir`, checks them with `nginx -t`,
+/// and starts nginx in the foreground as a child. No access log unless `site` asks for one.
+fn launch(dir: &Path, site: &str, error_log: &Path) -> Result<ChildProc, String> {
+    let site_path = dir.join("wxlogin.conf");
     let top = dir.join("nginx.conf");
     let write = |path: &Path, text: &str| {
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
-    write(&site, &rewrite(shipped, ports, cert, key)?)?;
+    write(&site_path, site)?;
     write(
         &top,
         &format!(
             "daemon off;\npid {pid};\nerror_log {log};\nevents {{}}\nhttp {{\n    access_log off;\n    include {site};\n}}\n",
             pid = dir.join("nginx.pid").display(),
             log = error_log.display(),
-            site = site.display(),
+            site = site_path.display(),
         ),
     )?;
     let command = |test: bool| {

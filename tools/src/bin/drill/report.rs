@@ -97,7 +97,7 @@ impl Stats {
 }
 
 /// A column header for an answer.
-fn label(answer: Answer) -> String {
+pub fn label(answer: Answer) -> String {
     match answer {
         Answer::Status(code) => code.to_string(),
         Answer::Timeout => "timeout".into(),
@@ -113,8 +113,8 @@ pub struct Report {
     /// How long each phase ran.
     pub spans: Vec<(Phase, Duration)>,
     pub checks: Vec<Check>,
-    /// The open-port phases' table, when they ran.
-    pub open_port: Option<String>,
+    /// The tables of the phases outside the login load (cluster, open port), when they ran.
+    pub tables: Vec<String>,
 }
 
 impl Report {
@@ -133,7 +133,7 @@ impl Report {
         if !self.outcomes.is_empty() {
             let _ = writeln!(out, "{}", self.load_table());
         }
-        if let Some(table) = &self.open_port {
+        for table in &self.tables {
             let _ = writeln!(out, "{table}");
         }
         for check in &self.checks {
