@@ -36,6 +36,10 @@ pub enum Error {
     RefreshReused,
     /// The caller has no session with this id (another user's is not theirs to see).
     SessionNotFound,
+    /// The operator disabled the account: no login, refresh or token is honoured.
+    AccountDisabled,
+    /// A deletion's code resolved to another WeChat user than the token's.
+    CodeOfAnotherUser,
     /// WeChat refused a login code, or could not be asked.
     Wechat(WechatError),
     /// WeChat refused a phone-number code, or could not be asked.
@@ -66,6 +70,7 @@ impl Error {
             Error::NotFound | Error::SessionNotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Unauthorized(_) | Error::RefreshRefused(_) | Error::RefreshReused => 401,
+            Error::AccountDisabled | Error::CodeOfAnotherUser => 403,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
                 45011 => 429,
@@ -105,6 +110,10 @@ impl Error {
                 "this refresh token was already used, so a copy of it may be in other hands: the session is ended; log in again".into()
             }
             Error::SessionNotFound => "you have no session with this id".into(),
+            Error::AccountDisabled => "this account is disabled".into(),
+            Error::CodeOfAnotherUser => {
+                "the code belongs to another WeChat user than the token: call wx.login() as the signed-in user".into()
+            }
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 => "the login code is invalid; call wx.login() again".into(),
                 40163 => "the login code was already used; call wx.login() again".into(),
@@ -156,7 +165,9 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
             | Error::RefreshRefused(_)
-            | Error::SessionNotFound => log::Level::Info,
+            | Error::SessionNotFound
+            | Error::AccountDisabled
+            | Error::CodeOfAnotherUser => log::Level::Info,
             // Possibly a stolen token: worth an operator's look.
             Error::RefreshReused => log::Level::Warn,
         }
@@ -234,6 +245,8 @@ impl fmt::Display for Error {
             Error::RefreshRefused(why) => write!(f, "refresh refused: {why}"),
             Error::RefreshReused => f.write_str("refresh token reused after the grace"),
             Error::SessionNotFound => f.write_str("no such session of the caller"),
+            Error::AccountDisabled => f.write_str("the account is disabled"),
+            Error::CodeOfAnotherUser => f.write_str("the deletion code is another user's"),
             Error::Wechat(e) => write!(f, "wechat: {e}"),
             Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),

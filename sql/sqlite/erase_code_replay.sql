@@ -1,0 +1,4 @@
+-- The store hook that erases a user's code-replay entries (wx_code_replay, migration 0005 of
+-- the integrator): its statements take one parameter, the user's openid, and run in the erase
+-- transaction. Empty until 0005 exists; the erasure test checks every table, so a missing
+-- statement here fails it.
