@@ -5,6 +5,7 @@
 //! call it too, or [`App::with_store`] to share a store they opened themselves.
 
 use crate::access_token::AccessTokens;
+use crate::account::AccountService;
 use crate::config::Config;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
@@ -36,12 +37,26 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// Opens the store named by `DATABASE_URL`, bringing its schema up to date; it writes events
+/// when a webhook is configured. The pool holds at most one connection per worker (a worker runs
+/// one request at a time, so more could never be used) and one for the sweep.
+pub fn open_store(config: &Config) -> Result<Arc<dyn UserStore>, StartError> {
+    let options = StoreOptions {
+        max_connections: (config.threads + 1).min(StoreOptions::default().max_connections),
+        events: config.webhook.is_some(),
+        ..StoreOptions::default()
+    };
+    let store = store::open(&config.database_url, options).map_err(StartError::Store)?;
+    Ok(Arc::from(store))
+}
+
 /// Everything a request handler needs, shared by all workers.
 pub struct App {
     pub(crate) login: LoginService,
     pub(crate) phone: PhoneService,
     pub(crate) profiles: ProfileService,
     pub(crate) sessions: Arc<SessionService>,
+    pub(crate) accounts: AccountService,
     pub(crate) tokens: Arc<TokenIssuer>,
     pub(crate) store: Arc<dyn UserStore>,
     pub(crate) metrics: Arc<Metrics>,
@@ -53,15 +68,9 @@ pub struct App {
 
 impl App {
     /// Opens the store named by `DATABASE_URL` (bringing its schema up to date) and builds the
-    /// services on it. The pool holds at most one connection per worker: a worker runs one
-    /// request at a time, so more could never be used.
+    /// services on it.
     pub fn build(config: &Config) -> Result<App, StartError> {
-        let options = StoreOptions {
-            max_connections: config.threads.min(StoreOptions::default().max_connections),
-            ..StoreOptions::default()
-        };
-        let store = store::open(&config.database_url, options).map_err(StartError::Store)?;
-        Ok(App::with_store(config, Arc::from(store)))
+        Ok(App::with_store(config, open_store(config)?))
     }
 
     /// Builds the services on a store the caller opened (tests share one with the server).
@@ -88,8 +97,14 @@ impl App {
                 config.code_replay_window,
                 wait_limit,
             ),
-            phone: PhoneService::new(wechat, access_tokens, store.clone()),
+            phone: PhoneService::new(wechat.clone(), access_tokens, store.clone()),
             profiles: ProfileService::new(store.clone(), config.public_url.clone()),
+            accounts: AccountService::new(
+                store.clone(),
+                sessions.clone(),
+                wechat.clone(),
+                config.accounts.deletion_grace,
+            ),
             sessions,
             tokens,
             store,

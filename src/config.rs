@@ -112,6 +112,35 @@ pub struct RateLimitConfig {
     pub user: Option<Rate>,
 }
 
+/// Default `WXLOGIN_DELETION_GRACE`: a deletion erases the account at once.
+pub const DEFAULT_DELETION_GRACE: Duration = Duration::ZERO;
+/// Default `WXLOGIN_LOGIN_HISTORY`.
+pub const DEFAULT_LOGIN_HISTORY: Duration = Duration::from_secs(90 * 86_400);
+/// Default `WXLOGIN_SWEEP_INTERVAL`.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// `WXLOGIN_WEBHOOK_SECRET` signs every event (HMAC-SHA256): shorter is guessable.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+
+/// How accounts end and what is kept about them.
+#[derive(Clone, Debug)]
+pub struct AccountConfig {
+    /// How long a deletion the user asked for waits before the erasure, during which logging in
+    /// and cancelling still work (`WXLOGIN_DELETION_GRACE`); zero erases before the answer.
+    pub deletion_grace: Duration,
+    /// How long login history is kept (`WXLOGIN_LOGIN_HISTORY`).
+    pub login_history: Duration,
+    /// How often each node's sweep runs, give or take a fifth (`WXLOGIN_SWEEP_INTERVAL`).
+    pub sweep_interval: Duration,
+}
+
+/// Where events go (`WXLOGIN_WEBHOOK_URL`) and the key that signs them
+/// (`WXLOGIN_WEBHOOK_SECRET`). Set, it makes every change append its event to the outbox.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Secret,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -121,6 +150,9 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub sessions: SessionConfig,
     pub rate_limits: RateLimitConfig,
+    pub accounts: AccountConfig,
+    /// `None` when no webhook is configured: no events are written.
+    pub webhook: Option<WebhookConfig>,
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
@@ -405,6 +437,61 @@ impl Config {
             )?,
         };
 
+        let accounts = AccountConfig {
+            deletion_grace: bounded_duration(
+                &get,
+                "WXLOGIN_DELETION_GRACE",
+                DEFAULT_DELETION_GRACE,
+                (Duration::ZERO, Duration::from_secs(365 * 86_400)),
+                "a grace period; use a duration from 0s (erase at once) to 365d such as 7d (default 0s)",
+            )?,
+            login_history: bounded_duration(
+                &get,
+                "WXLOGIN_LOGIN_HISTORY",
+                DEFAULT_LOGIN_HISTORY,
+                (Duration::from_secs(1), MAX_JWT_TTL),
+                "a retention period; use a duration from 1s to 3650d such as 90d (default 90d)",
+            )?,
+            sweep_interval: bounded_duration(
+                &get,
+                "WXLOGIN_SWEEP_INTERVAL",
+                DEFAULT_SWEEP_INTERVAL,
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+                "an interval; use a duration from 100ms to 3600s such as 30s (default 30s)",
+            )?,
+        };
+
+        let webhook = match (get("WXLOGIN_WEBHOOK_URL"), lookup("WXLOGIN_WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => return Err(
+                "WXLOGIN_WEBHOOK_SECRET is not set but WXLOGIN_WEBHOOK_URL is; set both (the secret signs every event: WXLOGIN_WEBHOOK_SECRET=$(openssl rand -hex 32)) or neither".into(),
+            ),
+            (None, Some(_)) => return Err(
+                "WXLOGIN_WEBHOOK_URL is not set but WXLOGIN_WEBHOOK_SECRET is; set both (the URL receives the events) or neither".into(),
+            ),
+            (Some(url), Some(secret)) => {
+                let url = url.trim().to_string();
+                let rest = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"));
+                if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+                    return Err(format!(
+                        "WXLOGIN_WEBHOOK_URL: {url:?} is not an http(s) URL; use the address of the endpoint that receives events, e.g. https://app.example.com/hooks/wxlogin"
+                    ));
+                }
+                if key_bytes(&secret) < MIN_WEBHOOK_SECRET_BYTES {
+                    return Err(format!(
+                        "WXLOGIN_WEBHOOK_SECRET has {} non-whitespace bytes; use at least {MIN_WEBHOOK_SECRET_BYTES}, e.g. WXLOGIN_WEBHOOK_SECRET=$(openssl rand -hex 32)",
+                        key_bytes(&secret)
+                    ));
+                }
+                Some(WebhookConfig {
+                    url,
+                    secret: Secret::new(secret.trim()),
+                })
+            }
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -431,6 +518,8 @@ impl Config {
             },
             sessions,
             rate_limits,
+            accounts,
+            webhook,
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
@@ -597,6 +686,10 @@ mod tests {
         assert_eq!(c.sessions.max_age, DEFAULT_SESSION_MAX_AGE);
         assert_eq!(c.sessions.reuse_grace, Duration::from_secs(30));
         assert_eq!(c.sessions.revocation_delay, Duration::from_secs(5));
+        assert_eq!(c.accounts.deletion_grace, Duration::ZERO);
+        assert_eq!(c.accounts.login_history, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.accounts.sweep_interval, Duration::from_secs(30));
+        assert!(c.webhook.is_none());
         assert_eq!(
             c.rate_limits,
             RateLimitConfig {
@@ -628,6 +721,22 @@ mod tests {
                 per_second: 0.25
             })
         );
+    }
+
+    #[test]
+    fn a_webhook_takes_an_http_url_and_a_secret_kept_out_of_debug_output() {
+        let c = config(&with(&[
+            (
+                "WXLOGIN_WEBHOOK_URL",
+                " https://app.example.com/hooks/wxlogin ",
+            ),
+            ("WXLOGIN_WEBHOOK_SECRET", "whsec-0123456789abcdef"),
+        ]))
+        .unwrap();
+        let webhook = c.webhook.clone().expect("configured");
+        assert_eq!(webhook.url, "https://app.example.com/hooks/wxlogin");
+        assert_eq!(webhook.secret.expose(), "whsec-0123456789abcdef");
+        assert!(!format!("{c:?}").contains("whsec-0123456789abcdef"));
     }
 
     #[test]
@@ -743,6 +852,37 @@ mod tests {
             (
                 &[("WXLOGIN_PREVIOUS_SIGNING_KEYS", "short-old-secret")],
                 "WXLOGIN_PREVIOUS_SIGNING_KEYS",
+            ),
+            (
+                &[("WXLOGIN_DELETION_GRACE", "a week")],
+                "WXLOGIN_DELETION_GRACE",
+            ),
+            (&[("WXLOGIN_LOGIN_HISTORY", "0s")], "WXLOGIN_LOGIN_HISTORY"),
+            (
+                &[("WXLOGIN_SWEEP_INTERVAL", "10ms")],
+                "WXLOGIN_SWEEP_INTERVAL",
+            ),
+            (
+                &[("WXLOGIN_WEBHOOK_URL", "https://app.example.com/hook")],
+                "WXLOGIN_WEBHOOK_SECRET",
+            ),
+            (
+                &[("WXLOGIN_WEBHOOK_SECRET", "0123456789abcdef")],
+                "WXLOGIN_WEBHOOK_URL",
+            ),
+            (
+                &[
+                    ("WXLOGIN_WEBHOOK_URL", "ftp://app.example.com/hook"),
+                    ("WXLOGIN_WEBHOOK_SECRET", "0123456789abcdef"),
+                ],
+                "WXLOGIN_WEBHOOK_URL",
+            ),
+            (
+                &[
+                    ("WXLOGIN_WEBHOOK_URL", "https://app.example.com/hook"),
+                    ("WXLOGIN_WEBHOOK_SECRET", "too-short"),
+                ],
+                "WXLOGIN_WEBHOOK_SECRET",
             ),
         ];
         for (extra, variable) in cases {

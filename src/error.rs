@@ -42,6 +42,10 @@ pub enum Error {
     SessionNotFound,
     /// Our own rate limit refused the request; the client may retry after this many seconds.
     RateLimited { retry_after: u64 },
+    /// The operator disabled the account: no login, refresh or token is honoured.
+    AccountDisabled,
+    /// A deletion's code resolved to another WeChat user than the token's.
+    CodeOfAnotherUser,
     /// WeChat refused a login code, or could not be asked.
     Wechat(WechatError),
     /// WeChat refused a phone-number code, or could not be asked.
@@ -73,6 +77,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::Unauthorized(_) | Error::RefreshRefused(_) | Error::RefreshReused => 401,
             Error::RateLimited { .. } => 429,
+            Error::AccountDisabled | Error::CodeOfAnotherUser => 403,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
                 45011 => 429,
@@ -119,6 +124,10 @@ impl Error {
             Error::SessionNotFound => "you have no session with this id".into(),
             Error::RateLimited { retry_after } => {
                 format!("too many requests; retry in {retry_after} s")
+            }
+            Error::AccountDisabled => "this account is disabled".into(),
+            Error::CodeOfAnotherUser => {
+                "the code belongs to another WeChat user than the token: call wx.login() as the signed-in user".into()
             }
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 => "the login code is invalid; call wx.login() again".into(),
@@ -176,6 +185,7 @@ impl Error {
             | Error::RefreshRefused(_)
             | Error::SessionNotFound
             | Error::RateLimited { .. } => log::Level::Info,
+            Error::AccountDisabled | Error::CodeOfAnotherUser => log::Level::Info,
             // Possibly a stolen token: worth an operator's look.
             Error::RefreshReused => log::Level::Warn,
         }
@@ -257,6 +267,8 @@ impl fmt::Display for Error {
             Error::RateLimited { retry_after } => {
                 write!(f, "rate limited (retry after {retry_after} s)")
             }
+            Error::AccountDisabled => f.write_str("the account is disabled"),
+            Error::CodeOfAnotherUser => f.write_str("the deletion code is another user's"),
             Error::Wechat(e) => write!(f, "wechat: {e}"),
             Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),

@@ -7,11 +7,15 @@
 //! run it in-process.
 
 pub mod access_token;
+pub mod account;
+pub mod admin;
 pub mod app;
 pub mod avatar;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fields;
+pub mod history;
 pub mod http;
 pub mod keys;
 pub mod logging;
@@ -27,6 +31,7 @@ pub mod secret;
 pub mod session;
 pub mod singleflight;
 pub mod store;
+pub mod sweep;
 pub mod token;
 pub mod user;
 pub mod wechat;

@@ -252,6 +252,9 @@ pub struct LoginOutcome {
     /// The new session's access and refresh tokens.
     pub tokens: TokenPair,
     pub profile: ProfileStatus,
+    /// When the deletion the user asked for erases the account (unix seconds): logging in
+    /// during the grace period works, so that the user can cancel it.
+    pub erase_at: Option<i64>,
 }
 
 /// Runs logins: upstream exchange, profile verification, row write, token.
@@ -309,7 +312,7 @@ impl LoginService {
         let session = &exchange.session;
         let (status, profile, decrypted_unionid) = self.judge_profile(request, session)?;
         let unionid = session.unionid.clone().or(decrypted_unionid);
-        let uid = self.store.upsert_login(&LoginRecord {
+        let user = self.store.upsert_login(&LoginRecord {
             openid: &session.openid,
             uid: &random_hex(16),
             unionid: unionid.as_deref(),
@@ -317,12 +320,16 @@ impl LoginService {
             session_key: &session.session_key,
         })?;
         self.replay.finish(&exchange);
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
         let tokens = self
             .sessions
-            .start(&uid, &session.openid, unionid.as_deref(), client)?;
+            .start(&user.uid, &session.openid, unionid.as_deref(), client)?;
         Ok(LoginOutcome {
             tokens,
             profile: status,
+            erase_at: user.erase_at,
         })
     }
 

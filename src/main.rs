@@ -1,5 +1,6 @@
 //! The `wxlogin` binary: read the configuration, build the app (which opens the store), serve
-//! until SIGTERM or SIGINT, then drain requests in flight and exit 0.
+//! until SIGTERM or SIGINT, then drain requests in flight and exit 0. `wxlogin admin …` runs the
+//! operator's command instead (`wxlogin::admin`).
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -7,6 +8,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     wxlogin::logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("admin") {
+        return wxlogin::admin::main(&args[1..]);
+    }
 
     let config = match wxlogin::Config::from_env() {
         Ok(config) => config,

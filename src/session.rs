@@ -18,7 +18,9 @@ use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::keys;
 use crate::secret::{hex, random_hex, Secret};
-use crate::store::{NewSession, Rotation, SessionInfo, SessionState, StoreError, UserStore};
+use crate::store::{
+    NewSession, RevokeReason, Rotation, SessionInfo, SessionState, StoreError, UserStore,
+};
 use crate::token::{unix_now, Identity, TokenIssuer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -221,13 +223,14 @@ impl SessionService {
         )
     }
 
-    /// Exchanges a refresh token for a new pair (see the module documentation). `admit` is
-    /// asked with the session's uid before a rotation writes anything, so a per-user limit
-    /// refuses it without spending the token; a repeat within the grace only reads what a
-    /// rotation already wrote, and is not asked about.
+    /// Exchanges a refresh token for a new pair (see the module documentation); `client` is
+    /// recorded in the login history. `admit` is asked with the session's uid before a rotation
+    /// writes anything, so a per-user limit refuses it without spending the token; a repeat
+    /// within the grace only reads what a rotation already wrote, and is not asked about.
     pub fn refresh(
         &self,
         refresh_token: &str,
+        client: ClientInfo<'_>,
         admit: impl FnOnce(&str) -> Result<(), Error>,
     ) -> Result<TokenPair, Error> {
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
@@ -245,6 +248,9 @@ impl SessionService {
                 .store
                 .find_refresh(&hash)?
                 .ok_or(Error::RefreshRefused(REFRESH_UNKNOWN))?;
+            if record.disabled {
+                return Err(Error::AccountDisabled);
+            }
             if record.revoked {
                 return Err(Error::RefreshRefused(REFRESH_REVOKED));
             }
@@ -272,6 +278,8 @@ impl SessionService {
                         access_token: &access_token,
                         now,
                         expires_at,
+                        user_agent: truncate(client.user_agent, MAX_USER_AGENT_CHARS),
+                        ip: truncate(client.ip, MAX_IP_CHARS),
                     })?;
                     if rotated {
                         return Ok(TokenPair {
@@ -297,8 +305,12 @@ impl SessionService {
                     });
                 }
                 Some(_) => {
-                    self.store
-                        .revoke_session(&record.uid, &record.session_id, now)?;
+                    self.store.revoke_session(
+                        &record.uid,
+                        &record.session_id,
+                        now,
+                        RevokeReason::Reuse,
+                    )?;
                     self.revocations
                         .remember(&record.session_id, SessionState::Revoked);
                     log::warn!(
@@ -326,23 +338,33 @@ impl SessionService {
         match state {
             SessionState::Live => Ok(identity),
             SessionState::Revoked => Err(Error::Unauthorized(SESSION_ENDED)),
+            SessionState::Disabled => Err(Error::AccountDisabled),
             SessionState::Gone => Err(Error::user_gone()),
         }
     }
 
     /// Ends the caller's session.
     pub fn logout(&self, identity: &Identity) -> Result<(), Error> {
-        self.revoke(identity, &identity.sid)
+        self.revoke_for(identity, &identity.sid, RevokeReason::Logout)
     }
 
     /// Ends every session of the caller's user; how many were live.
     pub fn logout_all(&self, identity: &Identity) -> Result<usize, Error> {
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
-        let ids = self.store.revoke_user_sessions(&identity.uid, now)?;
-        for id in ids.iter().chain(std::iter::once(&identity.sid)) {
+        let ids = self
+            .store
+            .revoke_user_sessions(&identity.uid, now, RevokeReason::LogoutAll)?;
+        self.revoked(&ids);
+        self.revoked(std::slice::from_ref(&identity.sid));
+        Ok(ids.len())
+    }
+
+    /// Tells this node's cache about sessions another use case revoked in the database
+    /// (disabling, deletion), so this node refuses them at once.
+    pub fn revoked(&self, ids: &[String]) {
+        for id in ids {
             self.revocations.remember(id, SessionState::Revoked);
         }
-        Ok(ids.len())
     }
 
     /// The caller's live sessions, newest first.
@@ -353,8 +375,20 @@ impl SessionService {
 
     /// Ends one of the caller's own sessions; another user's is not found.
     pub fn revoke(&self, identity: &Identity, session_id: &str) -> Result<(), Error> {
+        self.revoke_for(identity, session_id, RevokeReason::Revoked)
+    }
+
+    fn revoke_for(
+        &self,
+        identity: &Identity,
+        session_id: &str,
+        reason: RevokeReason,
+    ) -> Result<(), Error> {
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
-        if !self.store.revoke_session(&identity.uid, session_id, now)? {
+        if !self
+            .store
+            .revoke_session(&identity.uid, session_id, now, reason)?
+        {
             return Err(Error::SessionNotFound);
         }
         self.revocations.remember(session_id, SessionState::Revoked);

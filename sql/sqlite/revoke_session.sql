@@ -1,2 +1,3 @@
--- The first revocation's time is kept.
-UPDATE wx_session SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND uid = ?
+-- Only a live session is revoked, so the first revocation's time is kept and only the first
+-- writes an event.
+UPDATE wx_session SET revoked_at = ? WHERE id = ? AND uid = ? AND revoked_at IS NULL

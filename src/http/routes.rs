@@ -6,14 +6,17 @@
 //! matches, so a route cannot be dispatched without a label or listed without a handler.
 
 use super::request::{self, body_kind, header_value, read_body, read_fields, BodyKind};
+use crate::account::Deletion;
 use crate::app::App;
 use crate::avatar;
+use crate::clock::rfc3339;
 use crate::error::Error;
+use crate::history;
 use crate::login::LoginRequest;
 use crate::phone::PhoneService;
 use crate::profile;
 use crate::session::{ClientInfo, TokenPair};
-use crate::store::SessionInfo;
+use crate::store::{LoginEntry, SessionInfo};
 use crate::token::Identity;
 use crate::user::{PhoneNumber, User};
 use serde::Serialize;
@@ -37,6 +40,8 @@ pub enum Route {
     Me,
     Sessions,
     Session,
+    Deletion,
+    Logins,
     Verify,
     Jwks,
     AvatarUpload,
@@ -60,7 +65,7 @@ struct Spec {
 impl Route {
     /// Every route, for what must list them all (the OpenAPI document's test): a new variant goes
     /// here too.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 17] = [
         Route::Login,
         Route::Refresh,
         Route::Logout,
@@ -68,6 +73,8 @@ impl Route {
         Route::Me,
         Route::Sessions,
         Route::Session,
+        Route::Deletion,
+        Route::Logins,
         Route::Verify,
         Route::Jwks,
         Route::AvatarUpload,
@@ -87,6 +94,8 @@ impl Route {
             "/api/logout/all" => Route::LogoutAll,
             "/api/me" => Route::Me,
             "/api/me/sessions" => Route::Sessions,
+            "/api/me/deletion" => Route::Deletion,
+            "/api/me/logins" => Route::Logins,
             "/auth/verify" => Route::Verify,
             "/.well-known/jwks.json" => Route::Jwks,
             "/api/me/avatar" => Route::AvatarUpload,
@@ -113,6 +122,16 @@ impl Route {
                 "DELETE",
                 &[("DELETE", revoke_session)],
             ),
+            Route::Deletion => (
+                "/api/me/deletion",
+                "GET, POST, DELETE",
+                &[
+                    ("GET", deletion),
+                    ("POST", request_deletion),
+                    ("DELETE", cancel_deletion),
+                ],
+            ),
+            Route::Logins => ("/api/me/logins", "GET", &[("GET", logins)]),
             Route::Verify => (
                 "/auth/verify",
                 "GET, HEAD",
@@ -239,6 +258,9 @@ struct LoginAnswer {
     messages: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<ProfileAnswer>,
+    /// Only while a deletion is pending, so the client can offer to cancel it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion: Option<DeletionView>,
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
@@ -253,11 +275,82 @@ impl LoginAnswer {
             token: format!("Bearer {}", tokens.access_token),
             messages,
             profile,
+            deletion: None,
             access_token: tokens.access_token,
             token_type: "Bearer",
             expires_in: tokens.expires_in,
             refresh_token: tokens.refresh_token,
             refresh_expires_in: tokens.refresh_expires_in,
+        }
+    }
+}
+
+/// A deletion's state: `none`, `scheduled` (with `erase_at`, RFC 3339) or `erased`.
+#[derive(Serialize)]
+struct DeletionView {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    erase_at: Option<String>,
+}
+
+impl From<Deletion> for DeletionView {
+    fn from(deletion: Deletion) -> Self {
+        let (state, erase_at) = match deletion {
+            Deletion::None => ("none", None),
+            Deletion::Scheduled { erase_at } => ("scheduled", Some(rfc3339(erase_at))),
+            Deletion::Erased => ("erased", None),
+        };
+        DeletionView { state, erase_at }
+    }
+}
+
+/// The answer of the `/api/me/deletion` endpoints.
+#[derive(Serialize)]
+struct DeletionAnswer {
+    status: u16,
+    deletion: DeletionView,
+}
+
+fn deletion_reply(deletion: Deletion) -> Reply {
+    let status = match deletion {
+        Deletion::Scheduled { .. } => 202,
+        Deletion::None | Deletion::Erased => 200,
+    };
+    Reply::json(
+        status,
+        &DeletionAnswer {
+            status,
+            deletion: deletion.into(),
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct LoginsAnswer {
+    status: u16,
+    logins: Vec<LoginView>,
+}
+
+/// One login or refresh as the user sees it; `current` marks the caller's session.
+#[derive(Serialize)]
+struct LoginView {
+    at: String,
+    kind: String,
+    session_id: String,
+    current: bool,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl LoginView {
+    fn new(entry: LoginEntry, caller: &Identity) -> LoginView {
+        LoginView {
+            at: rfc3339(entry.at),
+            kind: entry.kind,
+            current: entry.session_id == caller.sid,
+            session_id: entry.session_id,
+            ip: entry.ip,
+            user_agent: entry.user_agent,
         }
     }
 }
@@ -300,27 +393,6 @@ impl SessionView {
             ip: session.ip,
         }
     }
-}
-
-/// Unix seconds as RFC 3339 UTC (`2026-11-27T08:00:00Z`), by the civil-from-days algorithm
-/// (H. Hinnant), so no date crate is needed for one format.
-fn rfc3339(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 /// What became of the profile a login carried.
@@ -405,11 +477,11 @@ fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
         status: outcome.profile.label(),
         reason: rejection,
     };
-    Ok(Reply::ok(&LoginAnswer::new(
-        outcome.tokens,
-        "login succeeded",
-        Some(profile),
-    )))
+    let mut answer = LoginAnswer::new(outcome.tokens, "login succeeded", Some(profile));
+    answer.deletion = outcome
+        .erase_at
+        .map(|erase_at| Deletion::Scheduled { erase_at }.into());
+    Ok(Reply::ok(&answer))
 }
 
 /// `POST /api/token/refresh`: a refresh token (JSON or form field `refresh_token`) in, a new
@@ -419,7 +491,12 @@ fn refresh(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> 
         .take("refresh_token")?
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Error::BadRequest("refresh_token is missing".into()))?;
-    let tokens = app.sessions.refresh(token.trim(), |uid| {
+    let ip = request::client_address(request);
+    let client = ClientInfo {
+        user_agent: header_value(request, "User-Agent").unwrap_or(""),
+        ip: &ip,
+    };
+    let tokens = app.sessions.refresh(token.trim(), client, |uid| {
         Ok(app.limits.user(Route::Refresh.label(), uid)?)
     })?;
     Ok(Reply::ok(&LoginAnswer::new(
@@ -473,6 +550,42 @@ fn revoke_session(app: &App, request: &mut Request, _id: &str) -> Result<Reply, 
     Ok(Reply::ok(&MessageAnswer {
         status: 200,
         message: "session revoked",
+    }))
+}
+
+/// `POST /api/me/deletion`: the caller asks for their account's deletion, with a fresh
+/// `wx.login()` code as proof of presence (JSON or form field `code`).
+fn request_deletion(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let code = read_fields(request, app.max_body_bytes)?.code("wx.login()")?;
+    let deletion = app.accounts.request_deletion(&identity, &code)?;
+    Ok(deletion_reply(deletion))
+}
+
+/// `GET /api/me/deletion`: the caller's pending deletion, if any.
+fn deletion(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let deletion = app.accounts.deletion(&identity)?;
+    Ok(deletion_reply(deletion))
+}
+
+/// `DELETE /api/me/deletion`: cancels the caller's pending deletion.
+fn cancel_deletion(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let deletion = app.accounts.cancel_deletion(&identity)?;
+    Ok(deletion_reply(deletion))
+}
+
+/// `GET /api/me/logins`: the caller's latest logins and refreshes.
+fn logins(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let identity = authenticate(app, request)?;
+    let logins = history::recent(&*app.store, &identity)?
+        .into_iter()
+        .map(|entry| LoginView::new(entry, &identity))
+        .collect();
+    Ok(Reply::ok(&LoginsAnswer {
+        status: 200,
+        logins,
     }))
 }
 
@@ -631,7 +744,7 @@ fn metrics(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error>
 mod tests {
     use super::*;
 
-    const ALL: [Route; 15] = Route::ALL;
+    const ALL: [Route; 17] = Route::ALL;
 
     #[test]
     fn allow_lists_exactly_the_methods_with_handlers() {
@@ -639,19 +752,6 @@ mod tests {
             let spec = route.spec();
             let methods: Vec<_> = spec.handlers.iter().map(|(m, _)| *m).collect();
             assert_eq!(spec.allow, methods.join(", "), "{route:?}");
-        }
-    }
-
-    #[test]
-    fn rfc3339_formats_unix_seconds_in_utc() {
-        let cases = [
-            (0, "1970-01-01T00:00:00Z"),
-            (951_782_400, "2000-02-29T00:00:00Z"),
-            (1_795_000_000, "2026-11-18T11:06:40Z"),
-            (4_102_444_799, "2099-12-31T23:59:59Z"),
-        ];
-        for (unix, expected) in cases {
-            assert_eq!(rfc3339(unix), expected, "{unix}");
         }
     }
 

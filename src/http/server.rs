@@ -13,6 +13,7 @@ use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::UserStore;
+use crate::sweep::{SweepConfig, Sweeper};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,6 +47,8 @@ pub struct Server {
     /// running out of file descriptors): the process can no longer serve and should exit.
     listener_failed: Arc<AtomicBool>,
     drain_timeout: Duration,
+    /// This node's periodic sweep, stopped at shutdown.
+    sweeper: Sweeper,
 }
 
 impl Server {
@@ -81,6 +84,16 @@ impl Server {
                 .map_err(|e| bind_error(&e))?,
         );
         app.profiles.served_at(format!("http://{addr}"));
+        let sweeper = Sweeper::start(
+            app.store.clone(),
+            SweepConfig {
+                interval: config.accounts.sweep_interval,
+                login_history: config.accounts.login_history,
+                session_tail: config.jwt.ttl,
+                reuse_grace: config.sessions.reuse_grace,
+            },
+        )
+        .map_err(|e| StartError::Bind(format!("cannot start the sweep thread: {e}")))?;
         let shared = Arc::new(Shared {
             app,
             request_ids: RequestIds::new(),
@@ -114,6 +127,7 @@ impl Server {
             running,
             listener_failed,
             drain_timeout: config.drain_timeout,
+            sweeper,
         })
     }
 
@@ -144,6 +158,7 @@ impl Server {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return true;
         }
+        self.sweeper.stop();
         // Closing our handle on the listening socket makes tiny_http's accept() fail, so new
         // connections are refused at once instead of queued behind the drain.
         crate::logging::expect_closed_listener();

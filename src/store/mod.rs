@@ -18,6 +18,11 @@ pub use self::mysql::MysqlStore;
 pub use self::sqlite::SqliteStore;
 pub use self::url::DatabaseUrl;
 
+/// `INSERT INTO wx_outbox`: event id, uid, type, created_at, body, next_attempt_at (both
+/// backends take `?` placeholders).
+const INSERT_OUTBOX: &str = "INSERT INTO wx_outbox (event_id, uid, type, created_at, body, \
+     next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)";
+
 /// What a successful login writes.
 #[derive(Debug, Clone)]
 pub struct LoginRecord<'a> {
@@ -47,6 +52,109 @@ pub struct NewSession<'a> {
     pub refresh_hash: &'a str,
 }
 
+/// What a login learns about the user it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginUser {
+    /// The stored uid: `LoginRecord::uid` for a new user.
+    pub uid: String,
+    /// Disabled by the operator: the row was left as it was, and no session may be opened.
+    pub disabled: bool,
+    /// When a pending deletion erases the account (unix seconds), if one is pending.
+    pub erase_at: Option<i64>,
+}
+
+/// Why sessions were revoked, as the `session.revoked` event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// `POST /api/logout`.
+    Logout,
+    /// `POST /api/logout/all`.
+    LogoutAll,
+    /// `DELETE /api/me/sessions/{id}`.
+    Revoked,
+    /// A rotated refresh token came back after the grace: a copy is in other hands.
+    Reuse,
+    /// The operator disabled the account.
+    Disabled,
+    /// The user asked for the account's deletion.
+    Deletion,
+    /// `wxlogin admin sessions revoke`.
+    Admin,
+}
+
+impl RevokeReason {
+    /// The `reason` of the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::LogoutAll => "logout_all",
+            RevokeReason::Revoked => "revoked",
+            RevokeReason::Reuse => "refresh_token_reused",
+            RevokeReason::Disabled => "disabled",
+            RevokeReason::Deletion => "deletion",
+            RevokeReason::Admin => "admin",
+        }
+    }
+}
+
+/// A user's account as the operator sees it (`wxlogin admin user show`): no secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub profile: Profile,
+    /// Whether a phone number is bound (the number itself is not shown).
+    pub has_phone: bool,
+    pub disabled: bool,
+    pub erase_at: Option<i64>,
+}
+
+/// One successful login or refresh. Times are unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginEntry {
+    pub at: i64,
+    pub session_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `login` or `refresh`.
+    pub kind: String,
+}
+
+/// What one pass of the sweep removes: rows older than these bounds, at most `limit` of each
+/// kind, so one pass never holds a long transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Purge {
+    /// Login history before this time.
+    pub history_before: i64,
+    /// Sessions (with their refresh tokens) that expired before this time.
+    pub sessions_before: i64,
+    /// The access token kept on refresh tokens rotated before this time (past the reuse grace
+    /// it is never handed out again, so it is only a secret at rest).
+    pub successors_before: i64,
+    pub limit: usize,
+}
+
+/// How many rows one pass of the sweep removed or scrubbed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub history: usize,
+    pub sessions: usize,
+    pub successors: usize,
+}
+
+/// Counts for `wxlogin admin stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub users: u64,
+    pub disabled_users: u64,
+    pub deletions_pending: u64,
+    /// Sessions neither revoked nor expired.
+    pub active_sessions: u64,
+    pub logins_last_hour: u64,
+    pub logins_last_day: u64,
+}
+
 /// A refresh token as stored, with its session and user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
@@ -62,6 +170,8 @@ pub struct RefreshRecord {
     pub expires_at: i64,
     pub max_expires_at: i64,
     pub revoked: bool,
+    /// The user is disabled by the operator.
+    pub disabled: bool,
 }
 
 /// One rotation: the old token spent, its successor stored, the session slid.
@@ -73,6 +183,9 @@ pub struct Rotation<'a> {
     pub access_token: &'a str,
     pub now: i64,
     pub expires_at: i64,
+    /// Who refreshed, for the login history.
+    pub user_agent: &'a str,
+    pub ip: &'a str,
 }
 
 /// Whether a session's access tokens may still be honoured.
@@ -80,6 +193,8 @@ pub struct Rotation<'a> {
 pub enum SessionState {
     Live,
     Revoked,
+    /// The session stands but its user is disabled.
+    Disabled,
     /// No such session, or its user's row was deleted.
     Gone,
 }
@@ -141,30 +256,85 @@ impl fmt::Display for StoreError {
 
 /// The operations the service needs from a database.
 pub trait UserStore: Send + Sync {
-    /// Inserts the user or updates their row, atomically, in one statement. Returns only once the
-    /// write is committed, so the caller may then tell the client it is logged in. Returns the
-    /// user's uid: `record.uid` for a new user, the stored one for a returning user.
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError>;
+    /// Inserts the user or updates their row, atomically. Returns only once the write is
+    /// committed, so the caller may then tell the client it is logged in. The uid is
+    /// `record.uid` for a new user (whose `user.created` event is written in the same
+    /// transaction), the stored one for a returning user. A disabled user's row is not touched.
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError>;
 
-    /// Stores a new session and its first refresh token, in one transaction.
+    /// Stores a new session, its first refresh token and the login's history row, in one
+    /// transaction.
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError>;
 
     /// The refresh token with this hash, its session and its user.
     fn find_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
 
-    /// Spends `old_hash` for its successor, in one transaction: `false` (and nothing written)
-    /// when another rotation spent it first, so exactly one of concurrent refreshes wins.
+    /// Spends `old_hash` for its successor and records the refresh in the history, in one
+    /// transaction: `false` (and nothing written) when another rotation spent it first, so
+    /// exactly one of concurrent refreshes wins.
     fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError>;
 
     /// Whether the session is live, revoked, or gone (with its user).
     fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError>;
 
-    /// Revokes the user's session `session_id` (kept revoked if it was); `false` when the user
-    /// has no such session.
-    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Revokes the user's session `session_id` (kept revoked if it was, with no second event);
+    /// `false` when the user has no such session.
+    fn revoke_session(
+        &self,
+        uid: &str,
+        session_id: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<bool, StoreError>;
 
     /// Revokes every session of the user; the ids of those that were live.
-    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError>;
+    fn revoke_user_sessions(
+        &self,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Disables or enables the account, in one transaction with its events; disabling also
+    /// revokes every session. The ids of the revoked sessions, or `None` when no user has this
+    /// uid. Setting the state the account already has changes nothing and writes no event.
+    fn set_disabled(
+        &self,
+        uid: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Schedules the account's erasure at `erase_at` (revoking every session), or cancels it
+    /// (`None`). The ids of the revoked sessions, or `None` when no user has this uid.
+    fn set_erase_at(
+        &self,
+        uid: &str,
+        erase_at: Option<i64>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Erases everything of the user, in one transaction: the row (profile, phone, unionid,
+    /// session_key), sessions, refresh tokens, login history, code-replay entries, and the
+    /// avatar image unless another user shows it. Idempotent: `true` only for the call that
+    /// deleted the row, which alone writes `user.deleted`, so nodes racing to erase one
+    /// account erase it once.
+    fn erase_user(&self, uid: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// The uids whose erasure is due at `now`, at most `limit`, earliest first.
+    fn due_erasures(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// The account with this uid or openid.
+    fn find_account(&self, uid_or_openid: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The user's latest logins and refreshes, newest first.
+    fn list_logins(&self, uid: &str, limit: usize) -> Result<Vec<LoginEntry>, StoreError>;
+
+    /// One bounded pass of the sweep's deletions (see [`Purge`]).
+    fn purge(&self, purge: &Purge) -> Result<Purged, StoreError>;
+
+    /// Counts for the operator at `now`.
+    fn stats(&self, now: i64) -> Result<Stats, StoreError>;
 
     /// The user's sessions that are neither revoked nor expired at `now`, newest first.
     fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError>;
@@ -231,6 +401,9 @@ pub struct StoreOptions {
     pub max_connections: usize,
     /// Bound on waiting for a connection or a lock, and on one statement's network I/O.
     pub timeout: Duration,
+    /// Whether changes append their events to `wx_outbox` (`WXLOGIN_WEBHOOK_URL` is set):
+    /// without a receiver nothing would ever drain it.
+    pub events: bool,
 }
 
 impl Default for StoreOptions {
@@ -238,6 +411,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 32,
             timeout: Duration::from_secs(5),
+            events: false,
         }
     }
 }
@@ -255,12 +429,108 @@ fn phone_from_columns(
     })
 }
 
-/// A session's state from `session_state.sql`'s row: its `revoked_at` and its user's uid.
-fn session_state(row: Option<(Option<i64>, Option<String>)>) -> SessionState {
+/// The columns of `session_state.sql`: `revoked_at`, the user's uid and status.
+type SessionStateRow = (Option<i64>, Option<String>, Option<String>);
+
+/// A session's state from `session_state.sql`'s row.
+fn session_state(row: Option<SessionStateRow>) -> SessionState {
     match row {
-        None | Some((_, None)) => SessionState::Gone,
-        Some((Some(_), Some(_))) => SessionState::Revoked,
-        Some((None, Some(_))) => SessionState::Live,
+        None | Some((_, None, _)) => SessionState::Gone,
+        // A disabled user's client is told so, whether or not the session was revoked.
+        Some((_, Some(_), status)) if is_disabled(status.as_deref()) => SessionState::Disabled,
+        Some((Some(_), Some(_), _)) => SessionState::Revoked,
+        Some((None, Some(_), _)) => SessionState::Live,
+    }
+}
+
+/// `wxuser.status` of a disabled account.
+const DISABLED: &str = "disabled";
+/// `wxuser.status` of an account in use.
+const ACTIVE: &str = "active";
+
+fn is_disabled(status: Option<&str>) -> bool {
+    status == Some(DISABLED)
+}
+
+/// The hash of an avatar we serve, from the URL stored on a user (`…/avatars/<hash>.<ext>`);
+/// `None` for WeChat's own avatar URLs.
+fn avatar_hash(url: &str) -> Option<&str> {
+    let (_, file) = url.rsplit_once("/avatars/")?;
+    crate::avatar::parse_file_name(file).map(|(hash, _)| hash)
+}
+
+/// One row for `wx_outbox`: the event, and the exact body the webhook worker POSTs.
+struct OutboxEvent {
+    event_id: String,
+    uid: String,
+    kind: &'static str,
+    created_at: i64,
+    body: String,
+}
+
+/// The JSON an event is delivered as: `{"id","type","created_at","data"}`.
+#[derive(serde::Serialize)]
+struct EventBody<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: String,
+    data: serde_json::Value,
+}
+
+impl OutboxEvent {
+    fn new(kind: &'static str, uid: &str, now: i64, data: serde_json::Value) -> OutboxEvent {
+        let event_id = crate::secret::random_hex(16);
+        let body = serde_json::to_string(&EventBody {
+            id: &event_id,
+            kind,
+            created_at: crate::clock::rfc3339(now),
+            data,
+        })
+        .expect("events serialize");
+        OutboxEvent {
+            event_id,
+            uid: uid.to_string(),
+            kind,
+            created_at: now,
+            body,
+        }
+    }
+
+    /// `user.created`: the first login of an openid.
+    fn user_created(uid: &str, openid: &str, unionid: Option<&str>, now: i64) -> OutboxEvent {
+        let mut data = serde_json::json!({ "user_id": uid, "openid": openid });
+        if let Some(unionid) = unionid {
+            data["unionid"] = unionid.into();
+        }
+        OutboxEvent::new("user.created", uid, now, data)
+    }
+
+    /// `user.deleted`: the account is erased. It names the openid, the last thing said about
+    /// the user, because that is how the app finds its own rows to erase.
+    fn user_deleted(uid: &str, openid: &str, now: i64) -> OutboxEvent {
+        let data = serde_json::json!({ "user_id": uid, "openid": openid });
+        OutboxEvent::new("user.deleted", uid, now, data)
+    }
+
+    /// `user.disabled` or `user.enabled`.
+    fn user_status(uid: &str, disabled: bool, now: i64) -> OutboxEvent {
+        let kind = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
+        OutboxEvent::new(kind, uid, now, serde_json::json!({ "user_id": uid }))
+    }
+
+    /// `session.revoked`.
+    fn session_revoked(uid: &str, session_id: &str, reason: RevokeReason, now: i64) -> OutboxEvent {
+        let data = serde_json::json!({
+            "user_id": uid,
+            "session_id": session_id,
+            "reason": reason.as_str(),
+        });
+        OutboxEvent::new("session.revoked", uid, now, data)
     }
 }
 

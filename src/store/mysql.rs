@@ -7,8 +7,10 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo,
-    SessionState, StoreError, StoreOptions, UserStore,
+    avatar_hash, is_disabled, is_duplicate_column, Account, CodeClaim, LoginEntry, LoginRecord,
+    LoginUser, NewSession, OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation,
+    SessionInfo, SessionState, SessionStateRow, Stats, StoreError, StoreOptions, UserStore, ACTIVE,
+    DISABLED, INSERT_OUTBOX,
 };
 use crate::net::is_loopback_host;
 use crate::secret::Secret;
@@ -16,7 +18,8 @@ use crate::user::{PhoneNumber, Profile, User};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{
-    Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts, TxOpts,
+    Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, SslOpts, Transaction,
+    TxOpts,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,7 +32,7 @@ const UPDATE_PROFILE: &str = include_str!("../../sql/mysql/update_profile.sql");
 const PUT_AVATAR: &str = include_str!("../../sql/mysql/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/mysql/find_avatar.sql");
 const FIND_AVATAR_TYPE: &str = include_str!("../../sql/mysql/find_avatar_type.sql");
-const FIND_UID: &str = include_str!("../../sql/mysql/find_uid.sql");
+const FIND_LOGIN_USER: &str = include_str!("../../sql/mysql/find_login_user.sql");
 const INSERT_SESSION: &str = include_str!("../../sql/mysql/insert_session.sql");
 const INSERT_REFRESH: &str = include_str!("../../sql/mysql/insert_refresh.sql");
 const FIND_REFRESH: &str = include_str!("../../sql/mysql/find_refresh.sql");
@@ -46,6 +49,31 @@ const EXPIRE_CODE: &str = include_str!("../../sql/mysql/expire_code.sql");
 const FINISH_CODE: &str = include_str!("../../sql/mysql/finish_code.sql");
 const RELEASE_CODE: &str = include_str!("../../sql/mysql/release_code.sql");
 const PURGE_CODES: &str = include_str!("../../sql/mysql/purge_codes.sql");
+const ERASE_CODE_REPLAY: &str = include_str!("../../sql/mysql/erase_code_replay.sql");
+
+// The account's statements: short enough to read here.
+const INSERT_LOGIN: &str = "INSERT INTO wx_login (uid, at, session_id, ip, user_agent, kind) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+const FIND_ACCOUNT: &str = "SELECT uid, user_id, unionid, nickName, avatar, gender, \
+     phoneNumber IS NOT NULL, status, erase_at FROM wxuser WHERE uid = ? OR user_id = ?";
+const LIST_LOGINS: &str = "SELECT at, session_id, ip, user_agent, kind FROM wx_login \
+     WHERE uid = ? ORDER BY at DESC, id DESC LIMIT ?";
+
+/// The columns `FIND_ACCOUNT` selects, in order.
+type AccountRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    bool,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The columns `LIST_LOGINS` selects, in order.
+type LoginRow = (i64, String, Option<String>, Option<String>, String);
 
 /// InnoDB may pick an upsert as a deadlock victim under heavy contention on one key; the
 /// statement is idempotent, so it is simply run again, up to this many times.
@@ -64,6 +92,7 @@ type RefreshRow = (
     i64,
     i64,
     Option<i64>,
+    Option<String>,
 );
 
 /// The columns `list_sessions.sql` selects, in order.
@@ -208,8 +237,43 @@ impl MysqlStore {
     }
 }
 
+/// Appends an event to the outbox, in the caller's transaction.
+fn append(tx: &mut Transaction<'_>, event: &OutboxEvent) -> mysql::Result<()> {
+    tx.exec_drop(
+        INSERT_OUTBOX,
+        (
+            &event.event_id,
+            &event.uid,
+            event.kind,
+            event.created_at,
+            &event.body,
+            event.created_at,
+        ),
+    )
+}
+
+impl MysqlStore {
+    /// Revokes every live session of the user in `tx`, with an event for each; their ids.
+    fn revoke_all(
+        &self,
+        tx: &mut Transaction<'_>,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> mysql::Result<Vec<String>> {
+        let ids: Vec<String> = tx.exec(LIVE_SESSION_IDS, (uid,))?;
+        tx.exec_drop(REVOKE_USER_SESSIONS, (now, uid))?;
+        if self.options.events {
+            for id in &ids {
+                append(tx, &OutboxEvent::session_revoked(uid, id, reason, now))?;
+            }
+        }
+        Ok(ids)
+    }
+}
+
 impl UserStore for MysqlStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
         let params = (
@@ -221,11 +285,36 @@ impl UserStore for MysqlStore {
             record.session_key.expose(),
             record.uid,
         );
-        let uid: Option<String> = self.run(|conn| {
-            conn.exec_drop(UPSERT_LOGIN, params)?;
-            conn.exec_first(FIND_UID, (record.openid,))
-        })?;
-        uid.ok_or_else(|| StoreError::Query("the upserted user row has no uid".into()))
+        type Row = (String, Option<String>, Option<i64>);
+        let user = |row: Row| LoginUser {
+            uid: row.0,
+            disabled: is_disabled(row.1.as_deref()),
+            erase_at: row.2,
+        };
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let before: Option<Row> = tx.exec_first(FIND_LOGIN_USER, (record.openid,))?;
+            if let Some(found) = before.map(user).filter(|u| u.disabled) {
+                tx.rollback()?;
+                return Ok(Ok(found));
+            }
+            tx.exec_drop(UPSERT_LOGIN, params)?;
+            let Some(found) = tx.exec_first::<Row, _, _>(FIND_LOGIN_USER, (record.openid,))? else {
+                tx.rollback()?;
+                return Ok(Err(StoreError::Query(
+                    "the upserted user row is gone".into(),
+                )));
+            };
+            let found = user(found);
+            if self.options.events && found.uid == record.uid {
+                let now = crate::clock::now();
+                append(
+                    &mut tx,
+                    &OutboxEvent::user_created(&found.uid, record.openid, record.unionid, now),
+                )?;
+            }
+            tx.commit().map(|()| Ok(found))
+        })?
     }
 
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
@@ -248,6 +337,17 @@ impl UserStore for MysqlStore {
                 INSERT_REFRESH,
                 (session.refresh_hash, session.id, session.created_at),
             )?;
+            tx.exec_drop(
+                INSERT_LOGIN,
+                (
+                    session.uid,
+                    session.created_at,
+                    session.id,
+                    session.ip,
+                    session.user_agent,
+                    "login",
+                ),
+            )?;
             tx.commit()
         })
     }
@@ -265,6 +365,7 @@ impl UserStore for MysqlStore {
                 expires_at,
                 max_expires_at,
                 revoked_at,
+                status,
             )| RefreshRecord {
                 session_id,
                 uid,
@@ -275,6 +376,7 @@ impl UserStore for MysqlStore {
                 expires_at,
                 max_expires_at,
                 revoked: revoked_at.is_some(),
+                disabled: is_disabled(status.as_deref()),
             },
         ))
     }
@@ -298,29 +400,267 @@ impl UserStore for MysqlStore {
                 SLIDE_SESSION,
                 (rotation.expires_at, rotation.now, rotation.session_id),
             )?;
+            tx.exec_drop(
+                "INSERT INTO wx_login (uid, at, session_id, ip, user_agent, kind) \
+                 SELECT uid, ?, id, ?, ?, 'refresh' FROM wx_session WHERE id = ?",
+                (
+                    rotation.now,
+                    rotation.ip,
+                    rotation.user_agent,
+                    rotation.session_id,
+                ),
+            )?;
             tx.commit().map(|()| true)
         })
     }
 
     fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
-        let row: Option<(Option<i64>, Option<String>)> =
+        let row: Option<SessionStateRow> =
             self.run(|conn| conn.exec_first(SESSION_STATE, (session_id,)))?;
         Ok(super::session_state(row))
     }
 
-    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+    fn revoke_session(
+        &self,
+        uid: &str,
+        session_id: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<bool, StoreError> {
         self.run(|conn| {
-            conn.exec_drop(REVOKE_SESSION, (now, session_id, uid))
-                .map(|()| conn.affected_rows() > 0)
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(REVOKE_SESSION, (now, session_id, uid))?;
+            let found = if tx.affected_rows() > 0 {
+                if self.options.events {
+                    append(
+                        &mut tx,
+                        &OutboxEvent::session_revoked(uid, session_id, reason, now),
+                    )?;
+                }
+                true
+            } else {
+                let n: Option<u64> = tx.exec_first(
+                    "SELECT COUNT(*) FROM wx_session WHERE id = ? AND uid = ?",
+                    (session_id, uid),
+                )?;
+                n.unwrap_or(0) > 0
+            };
+            tx.commit().map(|()| found)
         })
     }
 
-    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    fn revoke_user_sessions(
+        &self,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
         self.run(|conn| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            let ids: Vec<String> = tx.exec(LIVE_SESSION_IDS, (uid,))?;
-            tx.exec_drop(REVOKE_USER_SESSIONS, (now, uid))?;
+            let ids = self.revoke_all(&mut tx, uid, now, reason)?;
             tx.commit().map(|()| ids)
+        })
+    }
+
+    fn set_disabled(
+        &self,
+        uid: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (status, other) = if disabled {
+            (DISABLED, ACTIVE)
+        } else {
+            (ACTIVE, DISABLED)
+        };
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(
+                "UPDATE wxuser SET status = ? WHERE uid = ? AND status = ?",
+                (status, uid, other),
+            )?;
+            if tx.affected_rows() == 0 {
+                let n: Option<u64> =
+                    tx.exec_first("SELECT COUNT(*) FROM wxuser WHERE uid = ?", (uid,))?;
+                tx.rollback()?;
+                return Ok((n.unwrap_or(0) > 0).then(Vec::new));
+            }
+            if self.options.events {
+                append(&mut tx, &OutboxEvent::user_status(uid, disabled, now))?;
+            }
+            let ids = if disabled {
+                self.revoke_all(&mut tx, uid, now, RevokeReason::Disabled)?
+            } else {
+                Vec::new()
+            };
+            tx.commit().map(|()| Some(ids))
+        })
+    }
+
+    fn set_erase_at(
+        &self,
+        uid: &str,
+        erase_at: Option<i64>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            tx.exec_drop(
+                "UPDATE wxuser SET erase_at = ? WHERE uid = ?",
+                (erase_at, uid),
+            )?;
+            if tx.affected_rows() == 0 {
+                tx.rollback()?;
+                return Ok(None);
+            }
+            let ids = if erase_at.is_some() {
+                self.revoke_all(&mut tx, uid, now, RevokeReason::Deletion)?
+            } else {
+                Vec::new()
+            };
+            tx.commit().map(|()| Some(ids))
+        })
+    }
+
+    fn erase_user(&self, uid: &str, now: i64) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            // The row lock makes nodes racing to erase one account take turns: the second
+            // finds the row gone and writes no event.
+            let row: Option<(String, Option<String>)> = tx.exec_first(
+                "SELECT user_id, avatar FROM wxuser WHERE uid = ? FOR UPDATE",
+                (uid,),
+            )?;
+            tx.exec_drop(
+                "DELETE FROM wx_refresh_token WHERE session_id IN \
+                 (SELECT id FROM wx_session WHERE uid = ?)",
+                (uid,),
+            )?;
+            tx.exec_drop("DELETE FROM wx_session WHERE uid = ?", (uid,))?;
+            tx.exec_drop("DELETE FROM wx_login WHERE uid = ?", (uid,))?;
+            let Some((openid, avatar)) = row else {
+                return tx.commit().map(|()| false);
+            };
+            tx.exec_drop("DELETE FROM wxuser WHERE uid = ?", (uid,))?;
+            for statement in super::statements(ERASE_CODE_REPLAY) {
+                tx.exec_drop(statement, (&openid,))?;
+            }
+            if let Some(hash) = avatar.as_deref().and_then(avatar_hash) {
+                let pattern = format!("%/avatars/{hash}.%");
+                let shown: Option<u64> = tx.exec_first(
+                    "SELECT COUNT(*) FROM wxuser WHERE avatar LIKE ?",
+                    (pattern,),
+                )?;
+                if shown.unwrap_or(0) == 0 {
+                    tx.exec_drop("DELETE FROM avatar WHERE hash = ?", (hash,))?;
+                }
+            }
+            if self.options.events {
+                append(&mut tx, &OutboxEvent::user_deleted(uid, &openid, now))?;
+            }
+            tx.commit().map(|()| true)
+        })
+    }
+
+    fn due_erasures(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.run(|conn| {
+            conn.exec(
+                "SELECT uid FROM wxuser WHERE erase_at IS NOT NULL AND erase_at <= ? \
+                 ORDER BY erase_at LIMIT ?",
+                (now, limit as u64),
+            )
+        })
+    }
+
+    fn find_account(&self, uid_or_openid: &str) -> Result<Option<Account>, StoreError> {
+        let row: Option<AccountRow> =
+            self.run(|conn| conn.exec_first(FIND_ACCOUNT, (uid_or_openid, uid_or_openid)))?;
+        Ok(row.map(
+            |(uid, openid, unionid, nick_name, avatar_url, gender, has_phone, status, erase_at)| {
+                Account {
+                    uid,
+                    openid,
+                    unionid,
+                    profile: Profile {
+                        nick_name,
+                        avatar_url,
+                        gender,
+                    },
+                    has_phone,
+                    disabled: is_disabled(status.as_deref()),
+                    erase_at,
+                }
+            },
+        ))
+    }
+
+    fn list_logins(&self, uid: &str, limit: usize) -> Result<Vec<LoginEntry>, StoreError> {
+        let rows: Vec<LoginRow> = self.run(|conn| conn.exec(LIST_LOGINS, (uid, limit as u64)))?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, session_id, ip, user_agent, kind)| LoginEntry {
+                at,
+                session_id,
+                ip,
+                user_agent,
+                kind,
+            })
+            .collect())
+    }
+
+    fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
+        let limit = purge.limit as u64;
+        self.run(|conn| {
+            conn.exec_drop(
+                "DELETE FROM wx_login WHERE at < ? LIMIT ?",
+                (purge.history_before, limit),
+            )?;
+            let history = conn.affected_rows() as usize;
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let expired: Vec<String> = tx.exec(
+                "SELECT id FROM wx_session WHERE expires_at < ? LIMIT ? FOR UPDATE",
+                (purge.sessions_before, limit),
+            )?;
+            for id in &expired {
+                tx.exec_drop("DELETE FROM wx_refresh_token WHERE session_id = ?", (id,))?;
+                tx.exec_drop("DELETE FROM wx_session WHERE id = ?", (id,))?;
+            }
+            tx.commit()?;
+            conn.exec_drop(
+                "UPDATE wx_refresh_token SET successor_access = NULL \
+                 WHERE rotated_at < ? AND successor_access IS NOT NULL LIMIT ?",
+                (purge.successors_before, limit),
+            )?;
+            Ok(Purged {
+                history,
+                sessions: expired.len(),
+                successors: conn.affected_rows() as usize,
+            })
+        })
+    }
+
+    fn stats(&self, now: i64) -> Result<Stats, StoreError> {
+        type Row = (u64, u64, u64, u64, u64, u64);
+        let row: Option<Row> = self.run(|conn| {
+            conn.exec_first(
+                "SELECT (SELECT COUNT(*) FROM wxuser), \
+                 (SELECT COUNT(*) FROM wxuser WHERE status = 'disabled'), \
+                 (SELECT COUNT(*) FROM wxuser WHERE erase_at IS NOT NULL), \
+                 (SELECT COUNT(*) FROM wx_session WHERE revoked_at IS NULL AND expires_at > ?), \
+                 (SELECT COUNT(*) FROM wx_login WHERE kind = 'login' AND at > ?), \
+                 (SELECT COUNT(*) FROM wx_login WHERE kind = 'login' AND at > ?)",
+                (now, now - 3600, now - 86_400),
+            )
+        })?;
+        let (users, disabled_users, deletions_pending, active_sessions, hour, day) =
+            row.unwrap_or_default();
+        Ok(Stats {
+            users,
+            disabled_users,
+            deletions_pending,
+            active_sessions,
+            logins_last_hour: hour,
+            logins_last_day: day,
         })
     }
 

@@ -8,8 +8,10 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    is_duplicate_column, phone_from_columns, CodeClaim, LoginRecord, NewSession, RefreshRecord,
-    Rotation, SessionInfo, SessionState, StoreError, StoreOptions, UserStore,
+    avatar_hash, is_disabled, is_duplicate_column, phone_from_columns, Account, CodeClaim,
+    LoginEntry, LoginRecord, LoginUser, NewSession, OutboxEvent, Purge, Purged, RefreshRecord,
+    RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, StoreOptions, UserStore,
+    ACTIVE, DISABLED, INSERT_OUTBOX,
 };
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
@@ -32,7 +34,7 @@ const UPDATE_PROFILE: &str = include_str!("../../sql/sqlite/update_profile.sql")
 const PUT_AVATAR: &str = include_str!("../../sql/sqlite/put_avatar.sql");
 const FIND_AVATAR: &str = include_str!("../../sql/sqlite/find_avatar.sql");
 const FIND_AVATAR_TYPE: &str = include_str!("../../sql/sqlite/find_avatar_type.sql");
-const FIND_UID: &str = include_str!("../../sql/sqlite/find_uid.sql");
+const FIND_LOGIN_USER: &str = include_str!("../../sql/sqlite/find_login_user.sql");
 const INSERT_SESSION: &str = include_str!("../../sql/sqlite/insert_session.sql");
 const INSERT_REFRESH: &str = include_str!("../../sql/sqlite/insert_refresh.sql");
 const FIND_REFRESH: &str = include_str!("../../sql/sqlite/find_refresh.sql");
@@ -43,6 +45,15 @@ const REVOKE_SESSION: &str = include_str!("../../sql/sqlite/revoke_session.sql")
 const LIVE_SESSION_IDS: &str = include_str!("../../sql/sqlite/live_session_ids.sql");
 const REVOKE_USER_SESSIONS: &str = include_str!("../../sql/sqlite/revoke_user_sessions.sql");
 const LIST_SESSIONS: &str = include_str!("../../sql/sqlite/list_sessions.sql");
+const ERASE_CODE_REPLAY: &str = include_str!("../../sql/sqlite/erase_code_replay.sql");
+
+// The account's statements: short enough to read here.
+const INSERT_LOGIN: &str = "INSERT INTO wx_login (uid, at, session_id, ip, user_agent, kind) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+const FIND_ACCOUNT: &str = "SELECT uid, user_id, unionid, nickName, avatar, gender, \
+     phoneNumber IS NOT NULL, status, erase_at FROM wxuser WHERE uid = ?1 OR user_id = ?1";
+const LIST_LOGINS: &str = "SELECT at, session_id, ip, user_agent, kind FROM wx_login \
+     WHERE uid = ? ORDER BY at DESC, id DESC LIMIT ?";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -171,25 +182,80 @@ impl SqliteStore {
     }
 }
 
+/// Appends an event to the outbox, in the caller's transaction.
+fn append(tx: &Transaction<'_>, event: &OutboxEvent) -> rusqlite::Result<()> {
+    tx.prepare_cached(INSERT_OUTBOX)?
+        .execute(params![
+            event.event_id,
+            event.uid,
+            event.kind,
+            event.created_at,
+            event.body,
+            event.created_at
+        ])
+        .map(|_| ())
+}
+
+impl SqliteStore {
+    /// Revokes every live session of the user in `tx`, with an event for each; their ids.
+    fn revoke_all(
+        &self,
+        tx: &Transaction<'_>,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> rusqlite::Result<Vec<String>> {
+        let ids = tx
+            .prepare_cached(LIVE_SESSION_IDS)?
+            .query_map([uid], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        tx.execute(REVOKE_USER_SESSIONS, params![now, uid])?;
+        if self.options.events {
+            for id in &ids {
+                append(tx, &OutboxEvent::session_revoked(uid, id, reason, now))?;
+            }
+        }
+        Ok(ids)
+    }
+}
+
 impl UserStore for SqliteStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
         let conn = self.conn()?;
-        conn.prepare_cached(UPSERT_LOGIN)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    record.openid,
-                    record.unionid,
-                    profile.nick_name,
-                    profile.avatar_url,
-                    profile.gender,
-                    record.session_key.expose(),
-                    record.uid,
-                ])
-            })
-            .and_then(|_| conn.query_row(FIND_UID, [record.openid], |row| row.get(0)))
-            .map_err(classify)
+        immediate(&conn, |tx| {
+            let find = |tx: &Transaction<'_>| {
+                tx.query_row(FIND_LOGIN_USER, [record.openid], |row| {
+                    Ok(LoginUser {
+                        uid: row.get(0)?,
+                        disabled: is_disabled(row.get::<_, Option<String>>(1)?.as_deref()),
+                        erase_at: row.get(2)?,
+                    })
+                })
+                .optional()
+            };
+            if let Some(user) = find(tx)?.filter(|user| user.disabled) {
+                return Ok(user);
+            }
+            tx.prepare_cached(UPSERT_LOGIN)?.execute(params![
+                record.openid,
+                record.unionid,
+                profile.nick_name,
+                profile.avatar_url,
+                profile.gender,
+                record.session_key.expose(),
+                record.uid,
+            ])?;
+            let user = find(tx)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            if self.options.events && user.uid == record.uid {
+                let now = crate::clock::now();
+                let event =
+                    OutboxEvent::user_created(&user.uid, record.openid, record.unionid, now);
+                append(tx, &event)?;
+            }
+            Ok(user)
+        })
     }
 
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
@@ -212,6 +278,17 @@ impl UserStore for SqliteStore {
                 INSERT_REFRESH,
                 params![session.refresh_hash, session.id, session.created_at],
             )?;
+            tx.execute(
+                INSERT_LOGIN,
+                params![
+                    session.uid,
+                    session.created_at,
+                    session.id,
+                    session.ip,
+                    session.user_agent,
+                    "login"
+                ],
+            )?;
             Ok(())
         })
     }
@@ -231,6 +308,7 @@ impl UserStore for SqliteStore {
                         expires_at: row.get(6)?,
                         max_expires_at: row.get(7)?,
                         revoked: row.get::<_, Option<i64>>(8)?.is_some(),
+                        disabled: is_disabled(row.get::<_, Option<String>>(9)?.as_deref()),
                     })
                 })
                 .optional()
@@ -256,39 +334,298 @@ impl UserStore for SqliteStore {
                 SLIDE_SESSION,
                 params![rotation.expires_at, rotation.now, rotation.session_id],
             )?;
+            let uid: String = tx.query_row(
+                "SELECT uid FROM wx_session WHERE id = ?",
+                [rotation.session_id],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                INSERT_LOGIN,
+                params![
+                    uid,
+                    rotation.now,
+                    rotation.session_id,
+                    rotation.ip,
+                    rotation.user_agent,
+                    "refresh"
+                ],
+            )?;
             Ok(true)
         })
     }
 
     fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
-        let row: Option<(Option<i64>, Option<String>)> = self
+        let row = self
             .conn()?
             .prepare_cached(SESSION_STATE)
             .and_then(|mut stmt| {
-                stmt.query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
+                stmt.query_row([session_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()
             })
             .map_err(classify)?;
         Ok(super::session_state(row))
     }
 
-    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+    fn revoke_session(
+        &self,
+        uid: &str,
+        session_id: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let revoked = tx
+                .prepare_cached(REVOKE_SESSION)?
+                .execute(params![now, session_id, uid])?;
+            if revoked > 0 {
+                if self.options.events {
+                    append(
+                        tx,
+                        &OutboxEvent::session_revoked(uid, session_id, reason, now),
+                    )?;
+                }
+                return Ok(true);
+            }
+            tx.query_row(
+                "SELECT COUNT(*) FROM wx_session WHERE id = ? AND uid = ?",
+                params![session_id, uid],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    fn revoke_user_sessions(
+        &self,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| self.revoke_all(tx, uid, now, reason))
+    }
+
+    fn set_disabled(
+        &self,
+        uid: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (status, other) = if disabled {
+            (DISABLED, ACTIVE)
+        } else {
+            (ACTIVE, DISABLED)
+        };
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let changed = tx.execute(
+                "UPDATE wxuser SET status = ? WHERE uid = ? AND status = ?",
+                params![status, uid, other],
+            )?;
+            if changed == 0 {
+                let exists =
+                    tx.query_row("SELECT COUNT(*) FROM wxuser WHERE uid = ?", [uid], |row| {
+                        row.get::<_, i64>(0)
+                    })? > 0;
+                return Ok(exists.then(Vec::new));
+            }
+            if self.options.events {
+                append(tx, &OutboxEvent::user_status(uid, disabled, now))?;
+            }
+            if disabled {
+                return self
+                    .revoke_all(tx, uid, now, RevokeReason::Disabled)
+                    .map(Some);
+            }
+            Ok(Some(Vec::new()))
+        })
+    }
+
+    fn set_erase_at(
+        &self,
+        uid: &str,
+        erase_at: Option<i64>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let found = tx.execute(
+                "UPDATE wxuser SET erase_at = ? WHERE uid = ?",
+                params![erase_at, uid],
+            )?;
+            match (found, erase_at) {
+                (0, _) => Ok(None),
+                (_, Some(_)) => self
+                    .revoke_all(tx, uid, now, RevokeReason::Deletion)
+                    .map(Some),
+                (_, None) => Ok(Some(Vec::new())),
+            }
+        })
+    }
+
+    fn erase_user(&self, uid: &str, now: i64) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let row: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT user_id, avatar FROM wxuser WHERE uid = ?",
+                    [uid],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            tx.execute(
+                "DELETE FROM wx_refresh_token WHERE session_id IN \
+                 (SELECT id FROM wx_session WHERE uid = ?)",
+                [uid],
+            )?;
+            tx.execute("DELETE FROM wx_session WHERE uid = ?", [uid])?;
+            tx.execute("DELETE FROM wx_login WHERE uid = ?", [uid])?;
+            let Some((openid, avatar)) = row else {
+                return Ok(false);
+            };
+            tx.execute("DELETE FROM wxuser WHERE uid = ?", [uid])?;
+            for statement in super::statements(ERASE_CODE_REPLAY) {
+                tx.execute(&statement, [&openid])?;
+            }
+            if let Some(hash) = avatar.as_deref().and_then(avatar_hash) {
+                let pattern = format!("%/avatars/{hash}.%");
+                let shown = tx.query_row(
+                    "SELECT COUNT(*) FROM wxuser WHERE avatar LIKE ?",
+                    [&pattern],
+                    |row| row.get::<_, i64>(0),
+                )?;
+                if shown == 0 {
+                    tx.execute("DELETE FROM avatar WHERE hash = ?", [hash])?;
+                }
+            }
+            if self.options.events {
+                append(tx, &OutboxEvent::user_deleted(uid, &openid, now))?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn due_erasures(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.conn()?
-            .prepare_cached(REVOKE_SESSION)
-            .and_then(|mut stmt| stmt.execute(params![now, session_id, uid]))
-            .map(|rows| rows > 0)
+            .prepare_cached(
+                "SELECT uid FROM wxuser WHERE erase_at IS NOT NULL AND erase_at <= ? \
+                 ORDER BY erase_at LIMIT ?",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![now, limit as i64], |row| row.get(0))?
+                    .collect()
+            })
             .map_err(classify)
     }
 
-    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    fn find_account(&self, uid_or_openid: &str) -> Result<Option<Account>, StoreError> {
+        self.conn()?
+            .prepare_cached(FIND_ACCOUNT)
+            .and_then(|mut stmt| {
+                stmt.query_row([uid_or_openid], |row| {
+                    Ok(Account {
+                        uid: row.get(0)?,
+                        openid: row.get(1)?,
+                        unionid: row.get(2)?,
+                        profile: Profile {
+                            nick_name: row.get(3)?,
+                            avatar_url: row.get(4)?,
+                            gender: row.get(5)?,
+                        },
+                        has_phone: row.get(6)?,
+                        disabled: is_disabled(row.get::<_, Option<String>>(7)?.as_deref()),
+                        erase_at: row.get(8)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(classify)
+    }
+
+    fn list_logins(&self, uid: &str, limit: usize) -> Result<Vec<LoginEntry>, StoreError> {
+        self.conn()?
+            .prepare_cached(LIST_LOGINS)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![uid, limit as i64], |row| {
+                    Ok(LoginEntry {
+                        at: row.get(0)?,
+                        session_id: row.get(1)?,
+                        ip: row.get(2)?,
+                        user_agent: row.get(3)?,
+                        kind: row.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(classify)
+    }
+
+    fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
+        let limit = purge.limit as i64;
         let conn = self.conn()?;
         immediate(&conn, |tx| {
-            let ids = tx
-                .prepare_cached(LIVE_SESSION_IDS)?
-                .query_map([uid], |row| row.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            tx.execute(REVOKE_USER_SESSIONS, params![now, uid])?;
-            Ok(ids)
+            let history = tx.execute(
+                "DELETE FROM wx_login WHERE id IN \
+                 (SELECT id FROM wx_login WHERE at < ? LIMIT ?)",
+                params![purge.history_before, limit],
+            )?;
+            let expired: Vec<String> = tx
+                .prepare("SELECT id FROM wx_session WHERE expires_at < ? LIMIT ?")?
+                .query_map(params![purge.sessions_before, limit], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &expired {
+                tx.execute("DELETE FROM wx_refresh_token WHERE session_id = ?", [id])?;
+                tx.execute("DELETE FROM wx_session WHERE id = ?", [id])?;
+            }
+            let successors = tx.execute(
+                "UPDATE wx_refresh_token SET successor_access = NULL WHERE hash IN \
+                 (SELECT hash FROM wx_refresh_token WHERE rotated_at < ? \
+                  AND successor_access IS NOT NULL LIMIT ?)",
+                params![purge.successors_before, limit],
+            )?;
+            Ok(Purged {
+                history,
+                sessions: expired.len(),
+                successors,
+            })
+        })
+    }
+
+    fn stats(&self, now: i64) -> Result<Stats, StoreError> {
+        let conn = self.conn()?;
+        let count = |sql: &str, bound: Option<i64>| -> Result<u64, StoreError> {
+            let n: i64 = match bound {
+                Some(bound) => conn.query_row(sql, [bound], |row| row.get(0)),
+                None => conn.query_row(sql, [], |row| row.get(0)),
+            }
+            .map_err(classify)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(Stats {
+            users: count("SELECT COUNT(*) FROM wxuser", None)?,
+            disabled_users: count(
+                "SELECT COUNT(*) FROM wxuser WHERE status = 'disabled'",
+                None,
+            )?,
+            deletions_pending: count(
+                "SELECT COUNT(*) FROM wxuser WHERE erase_at IS NOT NULL",
+                None,
+            )?,
+            active_sessions: count(
+                "SELECT COUNT(*) FROM wx_session WHERE revoked_at IS NULL AND expires_at > ?",
+                Some(now),
+            )?,
+            logins_last_hour: count(
+                "SELECT COUNT(*) FROM wx_login WHERE kind = 'login' AND at > ?",
+                Some(now - 3600),
+            )?,
+            logins_last_day: count(
+                "SELECT COUNT(*) FROM wx_login WHERE kind = 'login' AND at > ?",
+                Some(now - 86_400),
+            )?,
         })
     }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
-    StoreError, UserStore,
+    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
+    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -143,7 +143,7 @@ struct CountingStore {
 }
 
 impl UserStore for CountingStore {
-    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<String, StoreError> {
+    fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         self.inner.upsert_login(record)
     }
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
@@ -158,12 +158,58 @@ impl UserStore for CountingStore {
     fn session_state(&self, session_id: &str) -> Result<SessionState, StoreError> {
         self.inner.session_state(session_id)
     }
-    fn revoke_session(&self, uid: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_session(uid, session_id, now)
+    fn revoke_session(
+        &self,
+        uid: &str,
+        session_id: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_session(uid, session_id, now, reason)
     }
-    fn revoke_user_sessions(&self, uid: &str, now: i64) -> Result<Vec<String>, StoreError> {
-        self.inner.revoke_user_sessions(uid, now)
+    fn revoke_user_sessions(
+        &self,
+        uid: &str,
+        now: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.revoke_user_sessions(uid, now, reason)
     }
+    fn set_disabled(
+        &self,
+        uid: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.inner.set_disabled(uid, disabled, now)
+    }
+    fn set_erase_at(
+        &self,
+        uid: &str,
+        erase_at: Option<i64>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.inner.set_erase_at(uid, erase_at, now)
+    }
+    fn erase_user(&self, uid: &str, now: i64) -> Result<bool, StoreError> {
+        self.inner.erase_user(uid, now)
+    }
+    fn due_erasures(&self, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.due_erasures(now, limit)
+    }
+    fn find_account(&self, key: &str) -> Result<Option<Account>, StoreError> {
+        self.inner.find_account(key)
+    }
+    fn list_logins(&self, uid: &str, limit: usize) -> Result<Vec<LoginEntry>, StoreError> {
+        self.inner.list_logins(uid, limit)
+    }
+    fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
+        self.inner.purge(purge)
+    }
+    fn stats(&self, now: i64) -> Result<Stats, StoreError> {
+        self.inner.stats(now)
+    }
+
     fn list_sessions(&self, uid: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
         self.inner.list_sessions(uid, now)
     }

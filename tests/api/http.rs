@@ -7,8 +7,8 @@ use std::sync::Arc;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
-    StoreError, UserStore,
+    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
+    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -172,7 +172,7 @@ fn me_returns_401_for_missing_malformed_forged_or_expired_tokens() {
 struct DownStore;
 
 impl UserStore for DownStore {
-    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<String, StoreError> {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn create_session(&self, _: &NewSession<'_>) -> Result<(), StoreError> {
@@ -187,10 +187,21 @@ impl UserStore for DownStore {
     fn session_state(&self, _: &str) -> Result<SessionState, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    fn revoke_session(&self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+    fn revoke_session(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: RevokeReason,
+    ) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    fn revoke_user_sessions(&self, _: &str, _: i64) -> Result<Vec<String>, StoreError> {
+    fn revoke_user_sessions(
+        &self,
+        _: &str,
+        _: i64,
+        _: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
@@ -209,6 +220,35 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
 
+    fn set_disabled(&self, _: &str, _: bool, _: i64) -> Result<Option<Vec<String>>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn set_erase_at(
+        &self,
+        _: &str,
+        _: Option<i64>,
+        _: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn erase_user(&self, _: &str, _: i64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn due_erasures(&self, _: i64, _: usize) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_account(&self, _: &str) -> Result<Option<Account>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn list_logins(&self, _: &str, _: usize) -> Result<Vec<LoginEntry>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn purge(&self, _: &Purge) -> Result<Purged, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn stats(&self, _: i64) -> Result<Stats, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
     fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }

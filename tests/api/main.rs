@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per area. Each test starts its own server
 //! on port 0 with its own database, so tests run in parallel.
 
+mod accounts;
 mod forward_auth;
 mod full_stack;
 mod hardening;

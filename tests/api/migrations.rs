@@ -309,7 +309,7 @@ fn existing_users_get_distinct_uids_and_keep_their_rows(db: &TestDb) {
         })
         .unwrap();
     assert_eq!(
-        returning, uids[1][0],
+        returning.uid, uids[1][0],
         "{}: a returning user keeps the uid the migration gave",
         db.backend
     );

@@ -9,8 +9,8 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    CodeClaim, LoginRecord, NewSession, RefreshRecord, Rotation, SessionInfo, SessionState,
-    StoreError, UserStore,
+    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
+    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
 use wxlogin::user::{PhoneNumber, Profile, User};
 
@@ -22,7 +22,7 @@ fn session(openid: &str) -> ResponseTemplate {
 struct PanickingStore;
 
 impl UserStore for PanickingStore {
-    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<String, StoreError> {
+    fn upsert_login(&self, _: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         panic!("bug in the store")
     }
     fn create_session(&self, _: &NewSession<'_>) -> Result<(), StoreError> {
@@ -37,10 +37,21 @@ impl UserStore for PanickingStore {
     fn session_state(&self, _: &str) -> Result<SessionState, StoreError> {
         panic!("bug in the store")
     }
-    fn revoke_session(&self, _: &str, _: &str, _: i64) -> Result<bool, StoreError> {
+    fn revoke_session(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: RevokeReason,
+    ) -> Result<bool, StoreError> {
         panic!("bug in the store")
     }
-    fn revoke_user_sessions(&self, _: &str, _: i64) -> Result<Vec<String>, StoreError> {
+    fn revoke_user_sessions(
+        &self,
+        _: &str,
+        _: i64,
+        _: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
         panic!("bug in the store")
     }
     fn list_sessions(&self, _: &str, _: i64) -> Result<Vec<SessionInfo>, StoreError> {
@@ -59,6 +70,36 @@ impl UserStore for PanickingStore {
         panic!("bug in the store")
     }
 
+    // The sweep calls these in the background: nothing to do, so no panic outside a request.
+    fn set_disabled(&self, _: &str, _: bool, _: i64) -> Result<Option<Vec<String>>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn set_erase_at(
+        &self,
+        _: &str,
+        _: Option<i64>,
+        _: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn erase_user(&self, _: &str, _: i64) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn due_erasures(&self, _: i64, _: usize) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn find_account(&self, _: &str) -> Result<Option<Account>, StoreError> {
+        Ok(None)
+    }
+    fn list_logins(&self, _: &str, _: usize) -> Result<Vec<LoginEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn purge(&self, _: &Purge) -> Result<Purged, StoreError> {
+        Ok(Purged::default())
+    }
+    fn stats(&self, _: i64) -> Result<Stats, StoreError> {
+        Ok(Stats::default())
+    }
     fn find_user(&self, _: &str) -> Result<Option<User>, StoreError> {
         Ok(None)
     }

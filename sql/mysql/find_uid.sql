@@ -1,1 +1,0 @@
-SELECT uid FROM wxuser WHERE user_id = ?
