@@ -100,11 +100,15 @@ fn two_hundred_concurrent_distinct_users_all_get_rows(db: &TestDb) {
         .map(|i| mock.new_code(&format!("user{i}")))
         .collect();
 
-    let statuses = race(codes.len(), |i| {
-        app.post_form("/api/wxuser", &[("code", &codes[i])]).status
+    let answers = race(codes.len(), |i| {
+        app.post_form("/api/wxuser", &[("code", &codes[i])])
     });
 
-    let failures: Vec<_> = statuses.iter().filter(|&&s| s != 200).collect();
+    let failures: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status != 200)
+        .map(|a| (a.status, &a.text))
+        .collect();
     assert!(
         failures.is_empty(),
         "{}: non-200 answers {failures:?}",
