@@ -197,6 +197,9 @@ impl Error {
         match self {
             Error::RefreshRefused(_) => Some("invalid_grant"),
             Error::RefreshReused => Some("refresh_token_reused"),
+            // Any endpoint may answer it (the session check reads the account's status), so a
+            // client tells it apart from other 403s by this code, not by the route.
+            Error::AccountDisabled => Some("account_disabled"),
             _ => None,
         }
     }

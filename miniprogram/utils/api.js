@@ -90,12 +90,13 @@ function clearSession() {
   wx.removeStorageSync(REFRESH_KEY);
 }
 
-// A 403 to a login or refresh: the account itself is refused (disabled by the operator). Its
-// sessions are revoked on the server, so the tokens here are worth nothing: drop them.
+// A 403 to a login or refresh, or one that says `"error":"account_disabled"` on any call: the
+// account itself is refused (disabled by the operator). Its sessions are revoked on the
+// server, so the tokens here are worth nothing: drop them.
 function refused(res) {
   const err = answerError(res);
   if (!err.code) {
-    err.code = 'account_disabled'; // the server sends only the message; let callers tell it apart
+    err.code = 'account_disabled'; // older servers send only the message
   }
   refusal = err;
   clearSession();
@@ -319,6 +320,9 @@ function withToken(call) {
   return authorized(call).then((res) => {
     if (isSuccess(res)) {
       return res.data;
+    }
+    if (res.statusCode === 403 && res.data && res.data.error === 'account_disabled') {
+      throw refused(res);
     }
     throw answerError(res);
   });

@@ -460,14 +460,25 @@ fn authenticate(app: &App, request: &Request) -> Result<Identity, Error> {
         .authenticate(header_value(request, "Authorization"))
 }
 
+/// The client's address as sessions and the login history record it: the IP alone (a port
+/// changes with every connection and says nothing about who logged in).
+fn client_ip_text(request: &Request) -> String {
+    request::client_ip(request).map_or_else(|| "-".into(), |ip| ip.to_string())
+}
+
+/// Who is logging in or refreshing, for the session and the login history.
+fn client_info<'r>(request: &'r Request, ip: &'r str) -> ClientInfo<'r> {
+    ClientInfo {
+        user_agent: header_value(request, "User-Agent").unwrap_or(""),
+        ip,
+    }
+}
+
 /// `POST /api/wxuser`: a `wx.login()` code (and optional profile) in, a session's tokens out.
 fn login(app: &App, request: &mut Request, id: &str) -> Result<Reply, Error> {
     let login = LoginRequest::from_fields(read_fields(request, app.max_body_bytes)?)?;
-    let ip = request::client_address(request);
-    let client = ClientInfo {
-        user_agent: header_value(request, "User-Agent").unwrap_or(""),
-        ip: &ip,
-    };
+    let ip = client_ip_text(request);
+    let client = client_info(request, &ip);
     let outcome = app.login.login(&login, client)?;
     let rejection = outcome.profile.rejection();
     if let Some(why) = rejection {
@@ -491,11 +502,8 @@ fn refresh(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> 
         .take("refresh_token")?
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Error::BadRequest("refresh_token is missing".into()))?;
-    let ip = request::client_address(request);
-    let client = ClientInfo {
-        user_agent: header_value(request, "User-Agent").unwrap_or(""),
-        ip: &ip,
-    };
+    let ip = client_ip_text(request);
+    let client = client_info(request, &ip);
     let tokens = app.sessions.refresh(token.trim(), client, |uid| {
         Ok(app.limits.user(Route::Refresh.label(), uid)?)
     })?;

@@ -456,7 +456,8 @@ fn a_disabled_user_is_refused_everywhere_until_enabled(db: &TestDb) {
     let out: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["action"], "disabled");
     assert_eq!(out["sessions_revoked"], 1);
-    let disabled = json!({"status": 403, "message": "this account is disabled"});
+    let disabled =
+        json!({"status": 403, "message": "this account is disabled", "error": "account_disabled"});
     let refused = login(&app, &mock, "kim");
     assert_eq!(
         (refused.status, &refused.body),
