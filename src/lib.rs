@@ -34,6 +34,7 @@ pub mod store;
 pub mod sweep;
 pub mod token;
 pub mod user;
+pub mod webhooks;
 pub mod wechat;
 
 pub use app::{App, StartError};

@@ -25,6 +25,8 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     db_errors: IntCounterVec,
     rate_limited: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_events: IntGaugeVec,
     db_connections_in_use: IntGauge,
     db_connections_max: IntGauge,
 }
@@ -88,6 +90,25 @@ impl Metrics {
                 "Requests refused with 429 by wxlogin's own limits, by route and scope (client, user).",
                 &["route", "scope"],
             ),
+            webhook_deliveries: counter(
+                "wxlogin_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (delivered, failed).",
+                &["outcome"],
+            ),
+            webhook_events: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "wxlogin_webhook_events",
+                        "Undelivered webhook events in the outbox, by state: pending (being retried) or failed (given up; see docs/webhooks.md).",
+                    ),
+                    &["state"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             db_connections_in_use: gauge(
                 "wxlogin_db_connections_in_use",
                 "Database connections lent out at the time of the scrape.",
@@ -139,6 +160,22 @@ impl Metrics {
     /// A request refused by a rate limit; `scope` is `client` or `user`.
     pub fn count_rate_limited(&self, route: &str, scope: &str) {
         self.rate_limited.with_label_values(&[route, scope]).inc();
+    }
+
+    /// One webhook delivery attempt; `outcome` is `delivered` or `failed`.
+    pub fn count_webhook_delivery(&self, outcome: &str) {
+        self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// The outbox's undelivered events, as this node last counted them.
+    pub fn set_webhook_events(&self, pending: u64, failed: u64) {
+        let gauge = |state: &str, n: u64| {
+            self.webhook_events
+                .with_label_values(&[state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX))
+        };
+        gauge("pending", pending);
+        gauge("failed", failed);
     }
 
     /// The text exposition, with the pool gauges set to `(in_use, max)` first.

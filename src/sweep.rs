@@ -134,7 +134,7 @@ impl Drop for Sweeper {
 }
 
 /// Waits `period` or until stopped; whether stopped.
-fn wait(stop: &(Mutex<bool>, Condvar), period: Duration) -> bool {
+pub(crate) fn wait(stop: &(Mutex<bool>, Condvar), period: Duration) -> bool {
     let (stopped, changed) = stop;
     let deadline = Instant::now() + period;
     let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());

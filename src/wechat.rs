@@ -100,11 +100,7 @@ pub struct WechatClient {
 
 impl WechatClient {
     pub fn new(config: WechatConfig, metrics: Arc<Metrics>) -> WechatClient {
-        let agent = ureq::Agent::with_parts(
-            agent_config(config.timeout),
-            ureq::unversioned::transport::DefaultConnector::default(),
-            Resolver,
-        );
+        let agent = agent(config.timeout);
         WechatClient {
             agent,
             config,
@@ -277,6 +273,16 @@ impl WechatClient {
 /// process environment happens to name. No redirect is followed: WeChat never redirects, and
 /// following one would send the query, AppSecret included, to wherever the `Location` points;
 /// a 3xx is returned as is and becomes [`WechatError::Status`].
+/// An agent bounded by `timeout` per call that ignores proxy variables, follows no redirects
+/// and resolves names with [`Resolver`]: WeChat's, and the webhook worker's (`crate::webhooks`).
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        agent_config(timeout),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        Resolver,
+    )
+}
+
 fn agent_config(timeout: Duration) -> ureq::config::Config {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -410,7 +416,7 @@ fn read_answer<T: DeserializeOwned>(
 /// carries the AppSecret, so they are never passed on. Only failures that happen before a byte
 /// of the request is written count as [`WechatError::Unreachable`]; any other I/O failure may
 /// have come after WeChat read the request and is [`WechatError::Interrupted`].
-fn classify_transport_error(e: ureq::Error) -> WechatError {
+pub(crate) fn classify_transport_error(e: ureq::Error) -> WechatError {
     match e {
         ureq::Error::Timeout(_) => WechatError::Timeout,
         ureq::Error::Io(io) => match io.kind() {

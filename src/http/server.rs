@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::store::UserStore;
 use crate::sweep::{SweepConfig, Sweeper};
+use crate::webhooks::{Delivery, WebhookWorker};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,6 +50,8 @@ pub struct Server {
     drain_timeout: Duration,
     /// This node's periodic sweep, stopped at shutdown.
     sweeper: Sweeper,
+    /// This node's webhook delivery, when a webhook is configured; stopped at shutdown.
+    webhooks: Option<WebhookWorker>,
 }
 
 impl Server {
@@ -94,6 +97,14 @@ impl Server {
             },
         )
         .map_err(|e| StartError::Bind(format!("cannot start the sweep thread: {e}")))?;
+        let webhooks = config
+            .webhook
+            .as_ref()
+            .map(|hook| {
+                WebhookWorker::start(Delivery::new(app.store.clone(), hook, app.metrics.clone()))
+            })
+            .transpose()
+            .map_err(|e| StartError::Bind(format!("cannot start the webhook thread: {e}")))?;
         let shared = Arc::new(Shared {
             app,
             request_ids: RequestIds::new(),
@@ -128,6 +139,7 @@ impl Server {
             listener_failed,
             drain_timeout: config.drain_timeout,
             sweeper,
+            webhooks,
         })
     }
 
@@ -159,6 +171,10 @@ impl Server {
             return true;
         }
         self.sweeper.stop();
+        // Stopped now, joined after the drain: its POST in flight ends while requests finish.
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.signal();
+        }
         // Closing our handle on the listening socket makes tiny_http's accept() fail, so new
         // connections are refused at once instead of queued behind the drain.
         crate::logging::expect_closed_listener();
@@ -188,6 +204,9 @@ impl Server {
         drop(running);
         for worker in self.workers.drain(..) {
             let _ = worker.join();
+        }
+        if let Some(mut webhooks) = self.webhooks.take() {
+            webhooks.stop();
         }
         true
     }

@@ -188,6 +188,56 @@ pub struct Rotation<'a> {
     pub ip: &'a str,
 }
 
+/// A claim on the outbox by one node's webhook worker (see [`UserStore::claim_events`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The claiming worker's random id, kept in `locked_by`.
+    pub node: &'a str,
+    pub now: i64,
+    /// The lease's end (`locked_until`): past it a node that died holding the events loses them.
+    pub lease_until: i64,
+    /// Events with this many attempts are given up and no longer block their user's later ones.
+    pub max_attempts: u32,
+    pub limit: usize,
+}
+
+/// An event claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxDelivery {
+    pub seq: i64,
+    pub event_id: String,
+    pub uid: String,
+    pub kind: String,
+    /// The exact JSON to POST.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// How a claimed event's attempt ended (see [`UserStore::settle_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle<'a> {
+    /// The receiver answered 2xx at `at`.
+    Delivered { at: i64 },
+    /// It did not; the next attempt is due at `next_attempt_at`. `error` is client-safe (a
+    /// status or an error kind).
+    Failed {
+        next_attempt_at: i64,
+        error: &'a str,
+    },
+    /// Not attempted (the worker is stopping, or its lease is running out): free for any node.
+    Released,
+}
+
+/// The outbox's undelivered events, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Still being retried.
+    pub pending: u64,
+    /// Given up after the last attempt (kept, with `last_error`, for the operator).
+    pub failed: u64,
+}
+
 /// Whether a session's access tokens may still be honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
@@ -387,6 +437,23 @@ pub trait UserStore: Send + Sync {
             .map(|(content_type, _)| content_type))
     }
 
+    /// Leases the outbox events that are due at `claim.now`, at most `claim.limit`, oldest first:
+    /// only each user's oldest event that is neither delivered nor given up, so a user's events
+    /// are delivered in order, and none leased by a live claim, so two nodes never deliver one
+    /// event at the same time.
+    fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError>;
+
+    /// Records how the attempt at event `seq` ended and ends the lease; `false` (nothing
+    /// written) when the event is no longer leased by `node` (its lease lapsed and another node
+    /// took it).
+    fn settle_event(&self, seq: i64, node: &str, settle: Settle<'_>) -> Result<bool, StoreError>;
+
+    /// The undelivered events: pending, and given up after `max_attempts`.
+    fn outbox_counts(&self, max_attempts: u32) -> Result<OutboxCounts, StoreError>;
+
+    /// Removes at most `limit` events delivered before `before`; how many.
+    fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError>;
+
     /// Connections lent out now, and the most the pool will hold (for metrics).
     fn pool_usage(&self) -> (usize, usize);
 
@@ -457,6 +524,26 @@ fn is_disabled(status: Option<&str>) -> bool {
 fn avatar_hash(url: &str) -> Option<&str> {
     let (_, file) = url.rsplit_once("/avatars/")?;
     crate::avatar::parse_file_name(file).map(|(hash, _)| hash)
+}
+
+/// A successful attempt: delivered_at, seq, node.
+const SETTLE_DELIVERED: &str = "UPDATE wx_outbox SET delivered_at = ?, attempts = attempts + 1, \
+     locked_by = NULL, locked_until = NULL, last_error = NULL WHERE seq = ? AND locked_by = ?";
+/// A failed attempt: next_attempt_at, last_error, seq, node.
+const SETTLE_FAILED: &str = "UPDATE wx_outbox SET next_attempt_at = ?, last_error = ?, \
+     attempts = attempts + 1, locked_by = NULL, locked_until = NULL \
+     WHERE seq = ? AND locked_by = ?";
+/// An event given back unattempted: seq, node.
+const SETTLE_RELEASED: &str = "UPDATE wx_outbox SET locked_by = NULL, locked_until = NULL \
+     WHERE seq = ? AND locked_by = ?";
+/// Pending and given-up events: max_attempts twice.
+const OUTBOX_COUNTS: &str = "SELECT COALESCE(SUM(CASE WHEN attempts < ? THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN attempts >= ? THEN 1 ELSE 0 END), 0) \
+     FROM wx_outbox WHERE delivered_at IS NULL";
+
+/// `IN (?, ?, …)` with `n` placeholders (`n` > 0), for a claim's events.
+fn placeholders(n: usize) -> String {
+    format!("({})", vec!["?"; n].join(", "))
 }
 
 /// One row for `wx_outbox`: the event, and the exact body the webhook worker POSTs.

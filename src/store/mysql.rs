@@ -7,10 +7,11 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    avatar_hash, is_disabled, is_duplicate_column, Account, CodeClaim, LoginEntry, LoginRecord,
-    LoginUser, NewSession, OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation,
-    SessionInfo, SessionState, SessionStateRow, Stats, StoreError, StoreOptions, UserStore, ACTIVE,
-    DISABLED, INSERT_OUTBOX,
+    avatar_hash, is_disabled, is_duplicate_column, placeholders, Account, Claim, CodeClaim,
+    LoginEntry, LoginRecord, LoginUser, NewSession, OutboxCounts, OutboxDelivery, OutboxEvent,
+    Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
+    SessionStateRow, Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE, DISABLED,
+    INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
 };
 use crate::net::is_loopback_host;
 use crate::secret::Secret;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const UPSERT_LOGIN: &str = include_str!("../../sql/mysql/upsert_login.sql");
+const CLAIMABLE_EVENTS: &str = include_str!("../../sql/mysql/claimable_events.sql");
 const FIND_USER: &str = include_str!("../../sql/mysql/find_user.sql");
 const FIND_SESSION_KEY: &str = include_str!("../../sql/mysql/find_session_key.sql");
 const SET_PHONE: &str = include_str!("../../sql/mysql/set_phone.sql");
@@ -785,6 +787,95 @@ impl UserStore for MysqlStore {
 
     fn find_avatar_type(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.run(|conn| conn.exec_first(FIND_AVATAR_TYPE, (hash,)))
+    }
+
+    fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
+        self.run(|conn| {
+            let seqs: Vec<i64> = conn.exec(
+                CLAIMABLE_EVENTS,
+                (
+                    claim.now,
+                    claim.max_attempts,
+                    claim.now,
+                    claim.max_attempts,
+                    claim.limit as u64,
+                ),
+            )?;
+            if seqs.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The lease is taken by one UPDATE that checks again that each event is free: of
+            // nodes that chose the same events, the row locks let one lease each event, and the
+            // others find it leased.
+            let list = placeholders(seqs.len());
+            let mut lease = vec![
+                mysql::Value::from(claim.node),
+                claim.lease_until.into(),
+                claim.now.into(),
+            ];
+            lease.extend(seqs.iter().map(|&seq| mysql::Value::from(seq)));
+            conn.exec_drop(
+                format!(
+                    "UPDATE wx_outbox SET locked_by = ?, locked_until = ? \
+                     WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until <= ?) \
+                     AND seq IN {list}"
+                ),
+                lease,
+            )?;
+            let mut ours = vec![mysql::Value::from(claim.node), claim.lease_until.into()];
+            ours.extend(seqs.iter().map(|&seq| mysql::Value::from(seq)));
+            let rows: Vec<(i64, String, String, String, String, u32)> = conn.exec(
+                format!(
+                    "SELECT seq, event_id, uid, type, body, attempts FROM wx_outbox \
+                     WHERE locked_by = ? AND locked_until = ? AND seq IN {list} ORDER BY seq"
+                ),
+                ours,
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(seq, event_id, uid, kind, body, attempts)| OutboxDelivery {
+                        seq,
+                        event_id,
+                        uid,
+                        kind,
+                        body,
+                        attempts,
+                    },
+                )
+                .collect())
+        })
+    }
+
+    fn settle_event(&self, seq: i64, node: &str, settle: Settle<'_>) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            match settle {
+                Settle::Delivered { at } => conn.exec_drop(SETTLE_DELIVERED, (at, seq, node))?,
+                Settle::Failed {
+                    next_attempt_at,
+                    error,
+                } => conn.exec_drop(SETTLE_FAILED, (next_attempt_at, error, seq, node))?,
+                Settle::Released => conn.exec_drop(SETTLE_RELEASED, (seq, node))?,
+            }
+            Ok(conn.affected_rows() == 1)
+        })
+    }
+
+    fn outbox_counts(&self, max_attempts: u32) -> Result<OutboxCounts, StoreError> {
+        let row: Option<(u64, u64)> =
+            self.run(|conn| conn.exec_first(OUTBOX_COUNTS, (max_attempts, max_attempts)))?;
+        let (pending, failed) = row.unwrap_or_default();
+        Ok(OutboxCounts { pending, failed })
+    }
+
+    fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "DELETE FROM wx_outbox WHERE delivered_at < ? LIMIT ?",
+                (before, limit as u64),
+            )?;
+            Ok(conn.affected_rows() as usize)
+        })
     }
 
     fn pool_usage(&self) -> (usize, usize) {

@@ -8,10 +8,11 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    avatar_hash, is_disabled, is_duplicate_column, phone_from_columns, Account, CodeClaim,
-    LoginEntry, LoginRecord, LoginUser, NewSession, OutboxEvent, Purge, Purged, RefreshRecord,
-    RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, StoreOptions, UserStore,
-    ACTIVE, DISABLED, INSERT_OUTBOX,
+    avatar_hash, is_disabled, is_duplicate_column, phone_from_columns, placeholders, Account,
+    Claim, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, OutboxCounts, OutboxDelivery,
+    OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
+    Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE, DISABLED, INSERT_OUTBOX,
+    OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
 };
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
@@ -46,6 +47,7 @@ const LIVE_SESSION_IDS: &str = include_str!("../../sql/sqlite/live_session_ids.s
 const REVOKE_USER_SESSIONS: &str = include_str!("../../sql/sqlite/revoke_user_sessions.sql");
 const LIST_SESSIONS: &str = include_str!("../../sql/sqlite/list_sessions.sql");
 const ERASE_CODE_REPLAY: &str = include_str!("../../sql/sqlite/erase_code_replay.sql");
+const CLAIMABLE_EVENTS: &str = include_str!("../../sql/sqlite/claimable_events.sql");
 
 // The account's statements: short enough to read here.
 const INSERT_LOGIN: &str = "INSERT INTO wx_login (uid, at, session_id, ip, user_agent, kind) \
@@ -801,6 +803,91 @@ impl UserStore for SqliteStore {
         self.conn()?
             .prepare_cached(FIND_AVATAR_TYPE)
             .and_then(|mut stmt| stmt.query_row([hash], |row| row.get(0)).optional())
+            .map_err(classify)
+    }
+
+    fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
+        let conn = self.conn()?;
+        // One write transaction: nothing changes between choosing the events and leasing them.
+        immediate(&conn, |tx| {
+            let seqs: Vec<i64> = tx
+                .prepare_cached(CLAIMABLE_EVENTS)?
+                .query_map(
+                    params![
+                        claim.now,
+                        claim.max_attempts,
+                        claim.now,
+                        claim.max_attempts,
+                        claim.limit as i64
+                    ],
+                    |row| row.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            if seqs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list = placeholders(seqs.len());
+            let mut lease = vec![
+                rusqlite::types::Value::from(claim.node.to_string()),
+                claim.lease_until.into(),
+            ];
+            lease.extend(seqs.iter().map(|&seq| rusqlite::types::Value::from(seq)));
+            tx.execute(
+                &format!(
+                    "UPDATE wx_outbox SET locked_by = ?, locked_until = ? WHERE seq IN {list}"
+                ),
+                rusqlite::params_from_iter(&lease),
+            )?;
+            tx.prepare(&format!(
+                "SELECT seq, event_id, uid, type, body, attempts FROM wx_outbox \
+                 WHERE seq IN {list} ORDER BY seq"
+            ))?
+            .query_map(rusqlite::params_from_iter(&seqs), |row| {
+                Ok(OutboxDelivery {
+                    seq: row.get(0)?,
+                    event_id: row.get(1)?,
+                    uid: row.get(2)?,
+                    kind: row.get(3)?,
+                    body: row.get(4)?,
+                    attempts: row.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn settle_event(&self, seq: i64, node: &str, settle: Settle<'_>) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let changed = match settle {
+            Settle::Delivered { at } => conn.execute(SETTLE_DELIVERED, params![at, seq, node]),
+            Settle::Failed {
+                next_attempt_at,
+                error,
+            } => conn.execute(SETTLE_FAILED, params![next_attempt_at, error, seq, node]),
+            Settle::Released => conn.execute(SETTLE_RELEASED, params![seq, node]),
+        }
+        .map_err(classify)?;
+        Ok(changed == 1)
+    }
+
+    fn outbox_counts(&self, max_attempts: u32) -> Result<OutboxCounts, StoreError> {
+        self.conn()?
+            .query_row(OUTBOX_COUNTS, params![max_attempts, max_attempts], |row| {
+                Ok(OutboxCounts {
+                    pending: row.get::<_, i64>(0)? as u64,
+                    failed: row.get::<_, i64>(1)? as u64,
+                })
+            })
+            .map_err(classify)
+    }
+
+    fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.conn()?
+            .execute(
+                "DELETE FROM wx_outbox WHERE seq IN \
+                 (SELECT seq FROM wx_outbox WHERE delivered_at < ? LIMIT ?)",
+                params![before, limit as i64],
+            )
             .map_err(classify)
     }
 

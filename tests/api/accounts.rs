@@ -58,7 +58,7 @@ fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// One column of every row `sql` returns, as text, read around the store.
-fn column(db: &TestDb, sql: &str) -> Vec<String> {
+pub(crate) fn column(db: &TestDb, sql: &str) -> Vec<String> {
     match &db.url {
         DatabaseUrl::Sqlite(path) => {
             let conn = rusqlite::Connection::open(path).unwrap();

@@ -20,6 +20,7 @@ use wxlogin::store::{
     Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
     RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
+use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 /// Lines logged for request `id`.
@@ -205,6 +206,18 @@ impl UserStore for CountingStore {
     }
     fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
         self.inner.purge(purge)
+    }
+    fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
+        self.inner.claim_events(claim)
+    }
+    fn settle_event(&self, seq: i64, node: &str, settle: Settle<'_>) -> Result<bool, StoreError> {
+        self.inner.settle_event(seq, node, settle)
+    }
+    fn outbox_counts(&self, max_attempts: u32) -> Result<OutboxCounts, StoreError> {
+        self.inner.outbox_counts(max_attempts)
+    }
+    fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        self.inner.purge_delivered(before, limit)
     }
     fn stats(&self, now: i64) -> Result<Stats, StoreError> {
         self.inner.stats(now)

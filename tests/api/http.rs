@@ -10,6 +10,7 @@ use wxlogin::store::{
     Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
     RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
+use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn wechat_for(openid: &str) -> FakeWechat {
@@ -244,6 +245,18 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn purge(&self, _: &Purge) -> Result<Purged, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn claim_events(&self, _: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn settle_event(&self, _: i64, _: &str, _: Settle<'_>) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn outbox_counts(&self, _: u32) -> Result<OutboxCounts, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn purge_delivered(&self, _: i64, _: usize) -> Result<usize, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn stats(&self, _: i64) -> Result<Stats, StoreError> {

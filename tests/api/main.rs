@@ -21,4 +21,5 @@ mod resilience;
 mod secrets;
 mod sessions;
 mod store;
+mod webhooks;
 mod wechat_flows;

@@ -12,6 +12,7 @@ use wxlogin::store::{
     Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
     RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
 };
+use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
 
 fn session(openid: &str) -> ResponseTemplate {
@@ -96,6 +97,18 @@ impl UserStore for PanickingStore {
     }
     fn purge(&self, _: &Purge) -> Result<Purged, StoreError> {
         Ok(Purged::default())
+    }
+    fn claim_events(&self, _: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn settle_event(&self, _: i64, _: &str, _: Settle<'_>) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn outbox_counts(&self, _: u32) -> Result<OutboxCounts, StoreError> {
+        Ok(OutboxCounts::default())
+    }
+    fn purge_delivered(&self, _: i64, _: usize) -> Result<usize, StoreError> {
+        Ok(0)
     }
     fn stats(&self, _: i64) -> Result<Stats, StoreError> {
         Ok(Stats::default())
