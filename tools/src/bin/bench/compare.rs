@@ -340,8 +340,9 @@ pub fn markdown(ours: &[Row], peer: Option<&PeerRun>) -> String {
             "MISS" => misses.push(figure.name),
             _ => {}
         }
-        let ratio = match (value, peer_value) {
-            (Some(v), Some(p)) if p > 0.0 => format!("{:.2}×", v / p),
+        let ratio = match (figure.format, value, peer_value) {
+            (Format::Count, ..) => "–".into(),
+            (_, Some(v), Some(p)) if p > 0.0 => format!("{:.2}×", v / p),
             _ => "–".into(),
         };
         table.row(vec![

@@ -638,9 +638,9 @@ fn run(args: &Args) -> Result<(), String> {
         // One server at a time: wxlogin goes before the peer starts, so the peer has the
         // machine to itself as wxlogin had.
         servers.server.process.stop();
-        if servers.mock_latency != Duration::ZERO {
-            servers.restart_mock(Duration::ZERO, None)?;
-        }
+        // A fresh mock-wechat, as wxlogin had: it also forgets the codes already spent, so the
+        // returning users' set-up codes work again.
+        servers.restart_mock(Duration::ZERO, None)?;
         let peer_database = Database::create_mysql(&args.mysql_url, "wxlogin_bench_peer")?;
         let peer = start_server(
             "peer",

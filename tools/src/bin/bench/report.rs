@@ -228,7 +228,7 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
     let mut table = Table::new(&[
         ("row", false),
         ("conns", true),
-        ("wxlogin", true),
+        ("server", true),
         ("mock-wechat", true),
         ("database", true),
         ("load generator", true),
@@ -240,14 +240,19 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
             false,
         ),
     ]);
-    for row in ordered(rows, &CEILING_ORDER)
+    let peer_rows = peer.map_or(&[][..], |p| p.rows.as_slice());
+    let labelled = ordered(rows, &CEILING_ORDER)
         .chain(ordered(rows, &LOGIN_PATH_ORDER))
-        .collect::<Vec<_>>()
-    {
+        .map(|row| (row.kind.label().to_owned(), row))
+        .chain(
+            ordered(peer_rows, &LOGIN_PATH_ORDER)
+                .map(|row| (format!("peer: {}", row.kind.label()), row)),
+        );
+    for (label, row) in labelled {
         let n = row.outcome.answered();
         let u = &row.usage;
         table.row(vec![
-            row.kind.label().into(),
+            label,
             row.conns.to_string(),
             per_thousand(u.server_cpu_s, n),
             per_thousand(u.mock_cpu_s, n),
@@ -265,7 +270,8 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
     }
     out.push_str(&table.render());
     out.push_str(
-        "\nThe store-alone and MariaDB-alone rows run inside the load generator's process, so \
+        "\n\"server\": wxlogin, or the peer in the rows marked so. The store-alone and \
+         MariaDB-alone rows run inside the load generator's process, so \
          their client cost is counted there. \"machine busy\": share of all CPUs' time not idle. \
          DB commands come from MariaDB's global counters (`Com_stmt_prepare`, \
          `Com_stmt_execute`, `Com_set_option`, `Com_admin_commands`) over the row; like the \
