@@ -256,6 +256,7 @@ impl Worker for RawUpsertWorker<'_> {
                 None::<String>,
                 None::<i64>,
                 SESSION_KEY,
+                wxlogin::secret::random_hex(16),
             ),
         );
         if let Err(mysql::Error::IoError(_) | mysql::Error::CodecError(_)) = result {
