@@ -38,9 +38,14 @@ test: ## Run every test: Rust suites, then the mini-program client tests (MariaD
 client-deps: ## Install the client tests' one npm dependency (jose, pinned in tests/client/package-lock.json)
 	@test -d tests/client/node_modules/jose || npm ci --prefix tests/client --no-audit --no-fund
 
-bench: build ## Benchmark wxlogin against MariaDB, table in target/bench/last-run.md (~1.5 min; BENCH_ARGS='--sqlite --quick')
+# BENCH_PEER: a command starting another server that speaks our login API (e.g.
+# /work/shared/peers/axum-login/run.sh; build it first), measured after wxlogin in the same run.
+# The 1,024-connection row needs more open files than the usual 1,024: the bench raises its own
+# soft limit with prlimit and warns when the hard limit is too low (then `ulimit -n 16384`).
+BENCH_PEER ?=
+bench: build ## Benchmark wxlogin on MariaDB, table in target/bench/last-run.md (~2 min; BENCH_PEER=CMD adds a peer side by side, ~3 min; BENCH_ARGS='--quick')
 	cargo build --release -p wxlogin-tools --bin wxlogin-bench
-	./target/release/wxlogin-bench $(BENCH_ARGS)
+	./target/release/wxlogin-bench $(if $(strip $(BENCH_PEER)),--peer '$(BENCH_PEER)') $(BENCH_ARGS)
 
 drill: build ## Fault drill on loopback: stops/restarts the local MariaDB, slows/stops WeChat, attacks nginx and wxlogin's port (~1.5 min, root; DRILL_ARGS='--only open-port')
 	cargo build --release -p wxlogin-tools --bin wxlogin-drill

@@ -1,12 +1,15 @@
-//! `wxlogin-bench`: the program behind `make bench` (issue 6).
+//! `wxlogin-bench`: the program behind `make bench` (issues 6 and 14).
 //!
 //! It starts the release builds of `mock-wechat` and `wxlogin` as child processes on free
 //! loopback ports against a fresh database, drives them with our own keep-alive load generator,
 //! measures the ceilings (mock-wechat alone, the store alone) in the same run, and prints one
-//! table, also written to `target/bench/last-run.md` for the README. Every row is bounded by time
-//! and by a request budget, so the whole run takes about a minute and a half on the reference
-//! machine (2 cores).
+//! report, also written to `target/bench/last-run.md` for the README. With `--peer CMD` it then
+//! stops wxlogin, starts the peer with the same environment against a fresh database of its
+//! own, runs the comparison rows ([`compare::PLAN`]) on it, and sets both side by side. Every
+//! row is bounded by time and by a request budget, so the whole run takes about two minutes
+//! without a peer and three with one on the reference machine (2 cores).
 
+mod compare;
 mod counters;
 mod load;
 mod probe;
@@ -27,6 +30,7 @@ use wxlogin_tools::ports::free_addr;
 use wxlogin_tools::procstat;
 use wxlogin_tools::signals::{self, interrupted};
 
+use crate::compare::{PeerRun, PLAN};
 use crate::load::Limits;
 use crate::probe::{Probe, Watched};
 use crate::report::{Row, Setup, SLOW_WECHAT_LATENCY};
@@ -35,8 +39,13 @@ use crate::scenarios::{Kind, RawUpsertWorker, StoreWorker};
 const USAGE: &str = "\
 usage: wxlogin-bench [options]     (normally run by `make bench`)
 
+  --peer CMD          after wxlogin, run the comparison rows on another server speaking our
+                      login API, started as `sh -c 'exec CMD'` with wxlogin's environment
+                      (WXLOGIN_BIND, WECHAT_*, JWT_SECRET, DATABASE_URL of its own fresh
+                      database; build it first), and print both side by side (MariaDB only)
   --sqlite            use a temporary SQLite file instead of MariaDB
-  --quick             only 16 and 64 connections (the slow-WeChat row keeps 256)
+  --quick             only 16 and 64 connections (plus the comparison rows: new logins
+                      at 256, /healthz and /auth/verify at 16, slow WeChat at 1,024)
   --conns LIST        connection counts to run, e.g. `64,256` (default 1,16,64,256)
   --duration SECS     bound on each row (default 2.5)
   --max-requests N    bound on each row's request count (default 500000)
@@ -47,18 +56,21 @@ usage: wxlogin-bench [options]     (normally run by `make bench`)
   --mysql-url URL     MariaDB/MySQL server without a database
                       (default $WXLOGIN_BENCH_MYSQL_URL or mysql://root@127.0.0.1:3306)
   --only LIST         run only these rows, e.g. `first,me` (mock, store, raw, first,
-                      returning, me, mix, slow; default all): to profile one scenario
+                      returning, me, mix, slow, verify, healthz; default all): to profile
+                      one scenario
   --out PATH          where to write the Markdown table (default target/bench/last-run.md)
 ";
 
 /// Connections per row, as the issue asks.
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 const QUICK_CONCURRENCY: [usize; 2] = [16, 64];
-/// The slow-WeChat row: enough connections to need 256 logins in flight.
-const SLOW_WECHAT_CONNS: usize = 256;
-/// mock-wechat holds a worker for the whole added latency, so it needs more than the 256
-/// requests in flight or it becomes the bottleneck itself.
-const SLOW_WECHAT_MOCK_THREADS: usize = 512;
+/// mock-wechat holds a worker for the whole added latency, so it needs one per login in flight
+/// (up to [`compare::SLOW_WECHAT_CONNS`] for a server that does not cap them) or it becomes the
+/// bottleneck itself; 1,024 is also the most it accepts.
+const SLOW_WECHAT_MOCK_THREADS: usize = 1024;
+/// How long the peer may take to answer `/healthz`: longer than wxlogin's, since it may be a
+/// `cargo run` or a script that checks its build first.
+const PEER_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Connections used to log the returning users in before the rows start.
 const SETUP_CONNS: usize = 16;
 
@@ -81,6 +93,8 @@ struct Args {
     /// Connection counts to run; empty: the default (or the quick) set.
     conns: Vec<usize>,
     out: Option<PathBuf>,
+    /// The peer's command line, run through `sh -c`.
+    peer: Option<String>,
 }
 
 impl Args {
@@ -102,6 +116,7 @@ impl Args {
             only: Vec::new(),
             conns: Vec::new(),
             out: None,
+            peer: None,
         };
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -124,6 +139,11 @@ impl Args {
                 "--users" => parsed.users = number(&value("--users")?, "--users")?,
                 "--threads" => parsed.threads = Some(number(&value("--threads")?, "--threads")?),
                 "--mysql-url" => parsed.mysql_url = value("--mysql-url")?,
+                "--peer" => {
+                    let command = value("--peer")?;
+                    // An empty BENCH_PEER from the Makefile means no peer.
+                    parsed.peer = Some(command).filter(|c| !c.trim().is_empty());
+                }
                 "--only" => {
                     for name in value("--only")?.split(',') {
                         parsed.only.extend_from_slice(match name.trim() {
@@ -135,6 +155,8 @@ impl Args {
                             "me" => &[Kind::Me],
                             "mix" => &[Kind::Mix],
                             "slow" => &[Kind::FirstSlowWechat],
+                            "verify" => &[Kind::Verify],
+                            "healthz" => &[Kind::Healthz],
                             other => return Err(format!("--only: unknown row {other:?}")),
                         });
                     }
@@ -152,6 +174,9 @@ impl Args {
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if parsed.peer.is_some() && parsed.sqlite {
+            return Err("--peer needs MariaDB: a peer speaks mysql:// (drop --sqlite)".into());
         }
         Ok(parsed)
     }
@@ -204,12 +229,19 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `command` (its output in `log`) and waits until `/healthz` answers 200.
-    fn start(name: &str, command: Command, addr: SocketAddr, log: &Path) -> Result<Server, String> {
+    /// Starts `command` (its output in `log`) and waits up to `limit` until `/healthz`
+    /// answers 200.
+    fn start(
+        name: &str,
+        command: Command,
+        addr: SocketAddr,
+        log: &Path,
+        limit: Duration,
+    ) -> Result<Server, String> {
         let mut process = ChildProc::spawn(name, command, log)?;
         let mut request = Vec::new();
         write_get(&mut request, "/healthz", None);
-        process.wait_ready(START_TIMEOUT, || {
+        process.wait_ready(limit, || {
             matches!(HttpClient::new(addr).send(&request), Ok(200))
         })?;
         Ok(Server { process, addr })
@@ -225,8 +257,11 @@ struct Servers {
     bin_dir: PathBuf,
     log_dir: PathBuf,
     mock_keep_alive: bool,
+    /// wxlogin, then the peer.
     server: Server,
     mock: Server,
+    /// The latency mock-wechat was started with.
+    mock_latency: Duration,
 }
 
 impl Servers {
@@ -243,6 +278,7 @@ impl Servers {
             threads,
             self.mock_keep_alive,
         )?;
+        self.mock_latency = latency;
         Ok(())
     }
 
@@ -279,21 +315,23 @@ fn start_mock(
         command.env("MOCK_WECHAT_THREADS", threads.to_string());
     }
     let log = log_dir.join(format!("mock-wechat-{}ms.log", latency.as_millis()));
-    Server::start("mock-wechat", command, addr, &log)
+    Server::start("mock-wechat", command, addr, &log, START_TIMEOUT)
 }
 
+/// Starts a login server (wxlogin or the peer) with the environment both are configured by: a
+/// free loopback address, mock-wechat as WeChat, a fresh `JWT_SECRET`, and `database_url`.
 fn start_server(
-    bin_dir: &Path,
+    name: &str,
+    mut command: Command,
     log_dir: &Path,
     mock: SocketAddr,
     database_url: &str,
-    threads: Option<usize>,
+    limit: Duration,
 ) -> Result<Server, String> {
     let addr = free_addr()?;
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
     let jwt_secret: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let mut command = Command::new(bin_dir.join("wxlogin"));
     command
         .env("WXLOGIN_BIND", addr.to_string())
         .env("WECHAT_API_BASE", format!("http://{mock}"))
@@ -302,14 +340,86 @@ fn start_server(
         .env("JWT_SECRET", jwt_secret)
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", child_log_level());
+    let log = log_dir.join(format!("{name}.log"));
+    Server::start(name, command, addr, &log, limit)
+}
+
+/// wxlogin's command, with `--threads` when given.
+fn wxlogin_command(bin_dir: &Path, threads: Option<usize>) -> Command {
+    let mut command = Command::new(bin_dir.join("wxlogin"));
     if let Some(threads) = threads {
         command.env("WXLOGIN_THREADS", threads.to_string());
     }
-    Server::start("wxlogin", command, addr, &log_dir.join("wxlogin.log"))
+    command
+}
+
+/// The peer's command: `sh -c 'exec CMD'`, so that a command line with arguments works and the
+/// shell is replaced by the server (same pid, so its CPU and RSS are the server's; run.sh
+/// scripts that `exec` their binary keep it too).
+fn peer_command(command: &str) -> Command {
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(format!("exec {command}"));
+    shell
+}
+
+/// Open files the run needs at most: the load generator's 1,024 connections of the slow-WeChat
+/// row, and as many again in each server, beside their upstream and database connections.
+const WANTED_OPEN_FILES: u64 = 16_384;
+
+/// Raises this process's soft `RLIMIT_NOFILE` (which the children inherit) towards
+/// [`WANTED_OPEN_FILES`], within the hard limit, through util-linux's `prlimit`: the common
+/// default of 1,024 would fail the 1,024-connection row, and calling `setrlimit` ourselves
+/// would take `unsafe` or another crate. Returns a warning when the limit stays too low.
+fn raise_open_files() -> Option<String> {
+    let (soft, hard) = open_files_limit()?;
+    if soft >= WANTED_OPEN_FILES {
+        return None;
+    }
+    let wanted = hard.min(WANTED_OPEN_FILES);
+    let _ = Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={wanted}:"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let (soft, _) = open_files_limit()?;
+    (soft < WANTED_OPEN_FILES).then(|| {
+        format!(
+            "open files are limited to {soft} (wanted {WANTED_OPEN_FILES}): the 1,024-connection \
+             row may fail; raise it with `ulimit -n {WANTED_OPEN_FILES}` before `make bench`"
+        )
+    })
+}
+
+/// The soft and hard open-file limits of this process (`unlimited` counts as `u64::MAX`).
+fn open_files_limit() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(u64::MAX));
+    Some((values.next()?, values.next()?))
+}
+
+/// The load averages of `/proc/loadavg` (1, 5, 15 minutes), as printed there.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 fn run(args: &Args) -> Result<(), String> {
     let started = SystemTime::now();
+    let load_at_start = load_average();
+    let mut warnings: Vec<String> = raise_open_files().into_iter().collect();
     let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
     let bin_dir = exe.parent().ok_or("no binary folder")?.to_path_buf();
     for name in ["wxlogin", "mock-wechat"] {
@@ -349,13 +459,21 @@ fn run(args: &Args) -> Result<(), String> {
         None,
         args.mock_keep_alive,
     )?;
-    let server = start_server(&bin_dir, &log_dir, mock.addr, &database_url, args.threads)?;
+    let server = start_server(
+        "wxlogin",
+        wxlogin_command(&bin_dir, args.threads),
+        &log_dir,
+        mock.addr,
+        &database_url,
+        START_TIMEOUT,
+    )?;
     let mut servers = Servers {
         bin_dir,
         log_dir,
         mock_keep_alive: args.mock_keep_alive,
         server,
         mock,
+        mock_latency: Duration::ZERO,
     };
     eprintln!(
         "wxlogin on {} (pid {}), mock-wechat on {} (pid {}); logs in {}",
@@ -419,13 +537,19 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut row_no = 0;
-    let measure = |row_no: usize, kind: Kind, conns: usize, servers: &Servers| -> Row {
+    let measure = |row_no: usize,
+                   kind: Kind,
+                   conns: usize,
+                   servers: &Servers,
+                   tokens: &[String],
+                   database: &Database|
+     -> Row {
         let limits = Limits {
             conns,
             duration: args.duration,
             max_requests: args.max_requests,
         };
-        let counters_before = counters::counters(&database);
+        let counters_before = counters::counters(database);
         let probe = Probe::start(servers.watched(db_pid));
         let http_target = if kind == Kind::MockAlone {
             servers.mock.addr
@@ -446,11 +570,11 @@ fn run(args: &Args) -> Result<(), String> {
                 })
             }
             _ => load::run_http(http_target, &limits, signals::flag(), |seq, out| {
-                scenarios::login_path_request(kind, row_no, seq, &tokens, out)
+                scenarios::login_path_request(kind, row_no, seq, tokens, out)
             }),
         };
         let usage = probe.finish();
-        let db_commands = match (counters_before, counters::counters(&database)) {
+        let db_commands = match (counters_before, counters::counters(database)) {
             (Some(before), Some(after)) => Some(after.per_request(&before, outcome.answered())),
             _ => None,
         };
@@ -462,7 +586,7 @@ fn run(args: &Args) -> Result<(), String> {
             db_commands,
         };
         eprintln!(
-            "  {:<41} {:>3} conns  {:>8}/s  p99 {:>7.2} ms  not 200: {}",
+            "  {:<41} {:>4} conns  {:>8}/s  p99 {:>7.2} ms  not 2xx: {}",
             kind.label(),
             conns,
             thousands(row.outcome.rate()),
@@ -491,25 +615,79 @@ fn run(args: &Args) -> Result<(), String> {
                 break 'all;
             }
             row_no += 1;
-            rows.push(measure(row_no, kind, conns, &servers));
+            rows.push(measure(row_no, kind, conns, &servers, &tokens, &database));
         }
     }
-    if !interrupted() && args.wants(Kind::FirstSlowWechat) {
-        eprintln!(
-            "restarting mock-wechat with {} ms latency and {SLOW_WECHAT_MOCK_THREADS} threads…",
-            SLOW_WECHAT_LATENCY.as_millis()
-        );
-        servers.restart_mock(SLOW_WECHAT_LATENCY, Some(SLOW_WECHAT_MOCK_THREADS))?;
+    // The comparison rows the loop above did not run (say with --quick), slow WeChat last.
+    for (kind, conns) in comparison_rows(args) {
+        if interrupted() {
+            break;
+        }
+        if rows.iter().any(|r| r.kind == kind && r.conns == conns) {
+            continue;
+        }
+        if kind == Kind::FirstSlowWechat {
+            slow_mock(&mut servers)?;
+        }
         row_no += 1;
-        rows.push(measure(
-            row_no,
-            Kind::FirstSlowWechat,
-            SLOW_WECHAT_CONNS,
-            &servers,
-        ));
+        rows.push(measure(row_no, kind, conns, &servers, &tokens, &database));
     }
 
-    let mut warnings = Vec::new();
+    let mut peer_run = None;
+    if let Some(command) = args.peer.as_deref().filter(|_| !interrupted()) {
+        // One server at a time: wxlogin goes before the peer starts, so the peer has the
+        // machine to itself as wxlogin had.
+        servers.server.process.stop();
+        // A fresh mock-wechat, as wxlogin had: it also forgets the codes already spent, so the
+        // returning users' set-up codes work again.
+        servers.restart_mock(Duration::ZERO, None)?;
+        let peer_database = Database::create_mysql(&args.mysql_url, "wxlogin_bench_peer")?;
+        let peer = start_server(
+            "peer",
+            peer_command(command),
+            &servers.log_dir,
+            servers.mock.addr,
+            &peer_database.url(),
+            PEER_START_TIMEOUT,
+        )?;
+        eprintln!(
+            "peer `{command}` on {} (pid {}), its own database; logging {} returning users in…",
+            peer.addr,
+            peer.pid(),
+            args.users
+        );
+        servers.server = peer;
+        let peer_tokens =
+            scenarios::log_in_returning_users(servers.server.addr, args.users, SETUP_CONNS)?;
+        let mut peer_rows = Vec::new();
+        for (kind, conns) in comparison_rows(args) {
+            if interrupted() {
+                break;
+            }
+            if kind == Kind::Verify && !answers_verify(servers.server.addr, &peer_tokens[0]) {
+                eprintln!("  the peer has no /auth/verify: that row is wxlogin's only");
+                continue;
+            }
+            if kind == Kind::FirstSlowWechat {
+                slow_mock(&mut servers)?;
+            }
+            row_no += 1;
+            peer_rows.push(measure(
+                row_no,
+                kind,
+                conns,
+                &servers,
+                &peer_tokens,
+                &peer_database,
+            ));
+        }
+        servers.server.process.stop();
+        peer_run = Some(PeerRun {
+            command: command.to_owned(),
+            rows: peer_rows,
+        });
+    }
+
     if let (Some(start), Some(end)) = (db_at_start, counters::counters(&database)) {
         if end.uptime_s < start.uptime_s {
             warnings.push(format!(
@@ -540,10 +718,14 @@ fn run(args: &Args) -> Result<(), String> {
         duration: args.duration,
         max_requests: args.max_requests,
         users: args.users,
-        command: command_line(),
+        command: command_line(args),
         interrupted: interrupted(),
+        load_average: format!(
+            "{load_at_start} at the start, {} at the end",
+            load_average()
+        ),
     };
-    let markdown = report::markdown(&setup, &rows);
+    let markdown = report::markdown(&setup, &rows, peer_run.as_ref());
     println!("\n{markdown}");
     if let Some(dir) = out_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -596,13 +778,51 @@ fn memory() -> String {
 }
 
 /// How this run was started, for the "reproduce" line.
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+fn command_line(parsed: &Args) -> String {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let peer = match args.iter().position(|a| a == "--peer") {
+        Some(at) if at + 1 < args.len() => {
+            args.drain(at..at + 2);
+            parsed
+                .peer
+                .as_deref()
+                .map_or(String::new(), |cmd| format!("BENCH_PEER='{cmd}' "))
+        }
+        _ => String::new(),
+    };
     if args.is_empty() {
-        "make bench".into()
+        format!("{peer}make bench")
     } else {
-        format!("make bench BENCH_ARGS='{}'", args.join(" "))
+        format!("{peer}make bench BENCH_ARGS='{}'", args.join(" "))
     }
+}
+
+/// The comparison rows this run makes (all of [`PLAN`] unless `--only` says otherwise), slow
+/// WeChat last.
+fn comparison_rows(args: &Args) -> impl Iterator<Item = (Kind, usize)> + '_ {
+    PLAN.into_iter().filter(|&(kind, _)| args.wants(kind))
+}
+
+/// Restarts mock-wechat as slow WeChat, unless it already is.
+fn slow_mock(servers: &mut Servers) -> Result<(), String> {
+    if servers.mock_latency == SLOW_WECHAT_LATENCY {
+        return Ok(());
+    }
+    eprintln!(
+        "restarting mock-wechat with {} ms latency and {SLOW_WECHAT_MOCK_THREADS} threads…",
+        SLOW_WECHAT_LATENCY.as_millis()
+    );
+    servers.restart_mock(SLOW_WECHAT_LATENCY, Some(SLOW_WECHAT_MOCK_THREADS))
+}
+
+/// Whether the server answers `/auth/verify` with a 2xx for a valid token (a peer may not
+/// have forward auth at all).
+fn answers_verify(addr: SocketAddr, token: &str) -> bool {
+    let mut request = Vec::new();
+    write_get(&mut request, "/auth/verify", Some(token));
+    HttpClient::new(addr)
+        .send(&request)
+        .is_ok_and(|status| (200..300).contains(&status))
 }
 
 #[cfg(test)]
@@ -637,5 +857,10 @@ mod tests {
         assert_eq!(parse(&["--conns", "64,256"]).unwrap().conns, vec![64, 256]);
         assert!(parse(&["--conns", "0"]).is_err());
         assert_eq!(parse(&["--help"]).unwrap_err(), "");
+        let peer = parse(&["--peer", "bash run.sh", "--only", "verify"]).unwrap();
+        assert_eq!(peer.peer.as_deref(), Some("bash run.sh"));
+        assert!(peer.wants(Kind::Verify) && !peer.wants(Kind::Healthz));
+        assert!(parse(&["--peer", " "]).unwrap().peer.is_none());
+        assert!(parse(&["--peer", "x", "--sqlite"]).is_err());
     }
 }

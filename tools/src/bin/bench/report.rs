@@ -1,23 +1,27 @@
-//! The table: every row's figures, each login row as a fraction of the lower ceiling measured in
-//! the same run, and the issue's targets marked PASS or MISS, rendered once as Markdown (aligned,
-//! so it reads in a terminal too) for both stdout and `target/bench/last-run.md`.
+//! The report: wxlogin side by side with the peer ([`crate::compare`]) first, then every row's
+//! figures, each login row as a fraction of the lower ceiling measured in the same run, and the
+//! earlier issue's targets marked PASS or MISS, rendered once as Markdown (aligned, so it reads
+//! in a terminal too) for both stdout and `target/bench/last-run.md`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use wxlogin_tools::markdown::{ms, thousands, utc_minute, Table};
 
+use crate::compare::{self, PeerRun};
 use crate::load::Outcome;
 use crate::probe::Usage;
 use crate::scenarios::Kind;
 
 /// The order rows appear in, whatever order they ran in.
-const LOGIN_PATH_ORDER: [Kind; 5] = [
+const LOGIN_PATH_ORDER: [Kind; 7] = [
     Kind::First,
     Kind::Returning,
     Kind::Me,
     Kind::Mix,
     Kind::FirstSlowWechat,
+    Kind::Healthz,
+    Kind::Verify,
 ];
 const CEILING_ORDER: [Kind; 4] = [
     Kind::MockAlone,
@@ -58,6 +62,9 @@ pub struct Setup {
     pub users: usize,
     pub command: String,
     pub interrupted: bool,
+    /// `/proc/loadavg` at the start and the end: the machine is shared, and other work on it
+    /// takes CPU from every process measured.
+    pub load_average: String,
     /// Reasons not to trust this run (say the database restarted under it).
     pub warnings: Vec<String>,
 }
@@ -72,7 +79,7 @@ struct Check {
 }
 
 /// The whole report as Markdown.
-pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
+pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -89,7 +96,7 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
         "Machine: {} CPUs ({}), {}, Linux {}. Database: {}. wxlogin release build, {} worker \
          threads, store pool {}; mock-wechat {}; wxlogin, mock-wechat, the database and the load \
          generator all share the machine. Each row: {} s or {} requests, whichever ends first; {} returning \
-         users. Reproduce: `{}`.\n",
+         users. Load average (1, 5, 15 min): {}. Reproduce: `{}`.\n",
         setup.cpus,
         setup.cpu_model,
         setup.memory,
@@ -105,13 +112,15 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
         setup.duration.as_secs_f64(),
         thousands(setup.max_requests as f64),
         thousands(setup.users as f64),
+        setup.load_average,
         setup.command,
     );
 
     for warning in &setup.warnings {
         let _ = writeln!(out, "**Warning: {warning}.**\n");
     }
-    out.push_str("### Login path\n\n");
+    out.push_str(&compare::markdown(rows, peer));
+    out.push_str("### Login path (wxlogin)\n\n");
     let mut table = Table::new(&[
         ("scenario", false),
         ("conns", true),
@@ -219,7 +228,7 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
     let mut table = Table::new(&[
         ("row", false),
         ("conns", true),
-        ("wxlogin", true),
+        ("server", true),
         ("mock-wechat", true),
         ("database", true),
         ("load generator", true),
@@ -231,14 +240,19 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
             false,
         ),
     ]);
-    for row in ordered(rows, &CEILING_ORDER)
+    let peer_rows = peer.map_or(&[][..], |p| p.rows.as_slice());
+    let labelled = ordered(rows, &CEILING_ORDER)
         .chain(ordered(rows, &LOGIN_PATH_ORDER))
-        .collect::<Vec<_>>()
-    {
+        .map(|row| (row.kind.label().to_owned(), row))
+        .chain(
+            ordered(peer_rows, &LOGIN_PATH_ORDER)
+                .map(|row| (format!("peer: {}", row.kind.label()), row)),
+        );
+    for (label, row) in labelled {
         let n = row.outcome.answered();
         let u = &row.usage;
         table.row(vec![
-            row.kind.label().into(),
+            label,
             row.conns.to_string(),
             per_thousand(u.server_cpu_s, n),
             per_thousand(u.mock_cpu_s, n),
@@ -256,7 +270,8 @@ pub fn markdown(setup: &Setup, rows: &[Row]) -> String {
     }
     out.push_str(&table.render());
     out.push_str(
-        "\nThe store-alone and MariaDB-alone rows run inside the load generator's process, so \
+        "\n\"server\": wxlogin, or the peer in the rows marked so. The store-alone and \
+         MariaDB-alone rows run inside the load generator's process, so \
          their client cost is counted there. \"machine busy\": share of all CPUs' time not idle. \
          DB commands come from MariaDB's global counters (`Com_stmt_prepare`, \
          `Com_stmt_execute`, `Com_set_option`, `Com_admin_commands`) over the row; like the \
@@ -397,6 +412,12 @@ fn checks(row: &Row, rows: &[Row]) -> Vec<Check> {
             name: "p99<150ms",
             pass: p99 < 150.0,
             detail: format!("p99 {} ms", ms(p99)),
+        });
+        let rss_mb = row.usage.server_peak_rss_kib as f64 * 1024.0 / 1e6;
+        checks.push(Check {
+            name: "RSS≤100MB",
+            pass: rss_mb <= 100.0,
+            detail: format!("peak {rss_mb:.1} MB"),
         });
     }
     if row.conns == 256 {

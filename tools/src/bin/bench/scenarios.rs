@@ -43,6 +43,12 @@ pub enum Kind {
     Mix,
     /// First logins while mock-wechat takes 100 ms per answer, as WeChat does.
     FirstSlowWechat,
+    /// `GET /auth/verify` with valid tokens: the forward-auth check a proxy makes before every
+    /// app request, so it should cost little more than [`Kind::Healthz`].
+    Verify,
+    /// `GET /healthz`: the server's HTTP path with no work behind it, the yardstick for
+    /// [`Kind::Verify`].
+    Healthz,
 }
 
 impl Kind {
@@ -57,6 +63,8 @@ impl Kind {
             Kind::Me => "GET /api/me",
             Kind::Mix => "mix 20/30/50",
             Kind::FirstSlowWechat => "first logins, WeChat +100 ms",
+            Kind::Verify => "GET /auth/verify",
+            Kind::Healthz => "GET /healthz",
         }
     }
 }
@@ -83,6 +91,11 @@ pub fn login_path_request(kind: Kind, row: usize, seq: u64, tokens: &[String], o
             let token = &tokens[(seq % tokens.len() as u64) as usize];
             write_get(out, "/api/me", Some(token));
         }
+        Kind::Verify => {
+            let token = &tokens[(seq % tokens.len() as u64) as usize];
+            write_get(out, "/auth/verify", Some(token));
+        }
+        Kind::Healthz => write_get(out, "/healthz", None),
         Kind::MockAlone => {
             let path = format!(
                 "/sns/jscode2session?appid={APPID}&secret={APP_SECRET}&js_code=m{row}_{seq}.1&grant_type=authorization_code"
@@ -243,6 +256,7 @@ impl Worker for RawUpsertWorker<'_> {
                 None::<String>,
                 None::<i64>,
                 SESSION_KEY,
+                wxlogin::secret::random_hex(16),
             ),
         );
         if let Err(mysql::Error::IoError(_) | mysql::Error::CodecError(_)) = result {
