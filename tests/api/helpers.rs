@@ -389,6 +389,10 @@ impl AppBuilder {
             ("WECHAT_TIMEOUT", "2s".into()),
             ("JWT_SECRET", secrets.jwt_secret.clone()),
             ("DATABASE_URL", db.url_text()),
+            // Off unless a test is about moderation (tests/api/moderation.rs turns it on):
+            // most tests upload avatars and expect them active at once, and the wiremock
+            // upstream plays no content check.
+            ("WXLOGIN_MODERATION", "off".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -682,7 +686,8 @@ impl Binary {
             .env("WECHAT_SECRET", "s")
             .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
             .env("DATABASE_URL", db.url_text())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .env("WXLOGIN_MODERATION", "off");
         for (name, value) in vars {
             command.env(name, value);
         }
