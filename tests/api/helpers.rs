@@ -138,6 +138,22 @@ impl TestDb {
         }
     }
 
+    /// The one text value a `SELECT` returns, read around the store.
+    pub fn text(&self, sql: &str) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.query_row(sql, [], |row| row.get::<_, String>(0)))
+                .expect("read SQLite text"),
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = mysql::Conn::new(mysql::Opts::from_url(url.expose()).unwrap())
+                    .expect("connect to read text");
+                mysql::prelude::Queryable::query_first::<String, _>(&mut conn, sql)
+                    .expect("read MySQL text")
+                    .expect("a row")
+            }
+        }
+    }
+
     /// The stable uid of the user with this openid, read around the store.
     pub fn uid_of(&self, openid: &str) -> String {
         let sql = format!("SELECT uid FROM wxuser WHERE user_id = '{openid}'");
