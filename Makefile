@@ -5,6 +5,8 @@ SHELL := /bin/bash
 BIND        ?= 127.0.0.1:8888
 MOCK_BIND   ?= 127.0.0.1:9999
 DATABASE_URL ?= sqlite://wxlogin.db
+# The message push token both sides use offline (public: never a real one).
+PUSH_TOKEN  ?= mockwechatpushtoken
 
 .PHONY: help run build test test-client client-deps bench drill fuzz fmt lint clean
 
@@ -16,7 +18,9 @@ build: ## Build release binaries (wxlogin and mock-wechat)
 
 run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stops both
 	@set -euo pipefail; \
-	MOCK_WECHAT_BIND=$(MOCK_BIND) MOCK_WECHAT_UNIONID=1 ./target/release/mock-wechat & mock=$$!; \
+	MOCK_WECHAT_BIND=$(MOCK_BIND) MOCK_WECHAT_UNIONID=1 \
+	MOCK_WECHAT_PUSH_URL=http://$(BIND)/wechat/push MOCK_WECHAT_PUSH_TOKEN=$(PUSH_TOKEN) \
+	./target/release/mock-wechat & mock=$$!; \
 	trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT; \
 	for i in $$(seq 50); do curl -sf http://$(MOCK_BIND)/healthz >/dev/null && break; sleep 0.1; done; \
 	echo; \
@@ -25,6 +29,7 @@ run: build ## Start mock-wechat and wxlogin (SQLite) wired together; Ctrl-C stop
 	echo "    curl -s -d \"code=\$$(curl -s 'http://$(MOCK_BIND)/mock/code?user=alice')\" http://$(BIND)/api/wxuser"; \
 	echo; \
 	WXLOGIN_BIND=$(BIND) WECHAT_API_BASE=http://$(MOCK_BIND) \
+	WXLOGIN_PUBLIC_URL=http://$(BIND) WECHAT_PUSH_TOKEN=$(PUSH_TOKEN) \
 	WECHAT_APPID=wx1234567890abcdef WECHAT_SECRET=0123456789abcdef0123456789abcdef \
 	DATABASE_URL=$(DATABASE_URL) ./target/release/wxlogin
 

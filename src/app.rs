@@ -9,9 +9,10 @@ use crate::account::AccountService;
 use crate::config::Config;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
+use crate::moderation::Moderation;
 use crate::phone::PhoneService;
 use crate::profile::ProfileService;
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{Limiter, RateLimits};
 use crate::session::SessionService;
 use crate::store::{self, StoreError, StoreOptions, UserStore};
 use crate::token::TokenIssuer;
@@ -62,6 +63,11 @@ pub struct App {
     pub(crate) metrics: Arc<Metrics>,
     /// The per-client and per-user limits of login, refresh and phone.
     pub(crate) limits: RateLimits,
+    /// The content checks of nicknames and avatars, and the push receiver.
+    pub(crate) moderation: Arc<Moderation>,
+    /// Avatar uploads per user (`WXLOGIN_AVATAR_UPLOADS_PER_HOUR`), keyed by openid; `None`
+    /// when off.
+    pub(crate) avatar_uploads: Option<Limiter<String>>,
     /// Largest request body accepted outside the avatar upload (`Config::max_body_bytes`).
     pub(crate) max_body_bytes: usize,
 }
@@ -88,6 +94,15 @@ impl App {
         // (plus a database round trip's worth of margin).
         let wait_limit = config.wechat.timeout * 2 + StoreOptions::default().timeout;
         let access_tokens = Arc::new(AccessTokens::new(wechat.clone(), wait_limit));
+        let moderation = Arc::new(Moderation::new(
+            config.moderation.clone(),
+            &config.wechat.appid,
+            wechat.clone(),
+            access_tokens.clone(),
+            store.clone(),
+            config.public_url.clone(),
+        ));
+        let per_hour = config.avatar_uploads_per_hour;
         App {
             login: LoginService::new(
                 wechat.clone(),
@@ -96,7 +111,8 @@ impl App {
                 store.clone(),
                 config.code_replay_window,
                 wait_limit,
-            ),
+            )
+            .with_moderation(moderation.clone()),
             phone: PhoneService::new(wechat.clone(), access_tokens, store.clone()),
             profiles: ProfileService::new(store.clone(), config.public_url.clone()),
             accounts: AccountService::new(
@@ -113,6 +129,9 @@ impl App {
                 config.rate_limits.user,
                 metrics.clone(),
             ),
+            moderation,
+            avatar_uploads: (per_hour > 0)
+                .then(|| Limiter::new(per_hour, f64::from(per_hour) / 3600.0)),
             metrics,
             max_body_bytes: config.max_body_bytes,
         }

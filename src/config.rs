@@ -59,6 +59,45 @@ pub const DEFAULT_USER_RATE_LIMIT_PER_SECOND: f64 = 1.0;
 /// Largest burst or rate accepted: beyond it a limit is no limit, and `0` says that plainly.
 const MAX_RATE_LIMIT: u32 = 1_000_000;
 
+/// Default `WXLOGIN_AVATAR_UPLOADS_PER_HOUR`: a person changes their avatar a few times at most;
+/// 20 leaves room for trying pictures out and stops a script filling the disk.
+pub const DEFAULT_AVATAR_UPLOADS_PER_HOUR: u32 = 20;
+/// Default `WXLOGIN_MODERATION_RESUBMIT_AFTER`: WeChat promises a verdict within 30 minutes
+/// and usually pushes it within seconds, so one still missing after ten was most likely lost.
+pub const DEFAULT_MODERATION_RESUBMIT_AFTER: Duration = Duration::from_secs(600);
+/// Default `WXLOGIN_MODERATION_MAX_ATTEMPTS`: submissions of one image before giving up.
+pub const DEFAULT_MODERATION_MAX_ATTEMPTS: u32 = 3;
+
+/// What to do with content WeChat could not clear: a `review` verdict, or no verdict at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Refuse it: nothing unchecked is published (the default).
+    Reject,
+    /// Publish it: availability over strictness.
+    Accept,
+}
+
+/// Content moderation of nicknames and avatars (issue 13).
+#[derive(Clone, Debug)]
+pub struct ModerationConfig {
+    /// `WXLOGIN_MODERATION` (`on`, the default, or `off`, for development only).
+    pub enabled: bool,
+    /// `WXLOGIN_MODERATION_ON_REVIEW`.
+    pub on_review: Policy,
+    /// `WXLOGIN_MODERATION_ON_ERROR`: WeChat failing, timing out, or never pushing a verdict.
+    pub on_error: Policy,
+    /// `WECHAT_PUSH_TOKEN`: the token (令牌) of the message push configuration; required when
+    /// moderation is on, since image verdicts only arrive by push.
+    pub push_token: Option<Secret>,
+    /// `WECHAT_PUSH_AES_KEY`: the EncodingAESKey, set for safe mode (encrypted pushes).
+    pub push_aes_key: Option<Secret>,
+    /// `WXLOGIN_MODERATION_RESUBMIT_AFTER`: an image check unanswered this long is submitted
+    /// again.
+    pub resubmit_after: Duration,
+    /// `WXLOGIN_MODERATION_MAX_ATTEMPTS`: submissions before `on_error` decides.
+    pub max_attempts: u32,
+}
+
 /// Everything the service needs to know about WeChat.
 #[derive(Clone, Debug)]
 pub struct WechatConfig {
@@ -153,6 +192,10 @@ pub struct Config {
     pub accounts: AccountConfig,
     /// `None` when no webhook is configured: no events are written.
     pub webhook: Option<WebhookConfig>,
+    pub moderation: ModerationConfig,
+    /// Avatar uploads one user may make in an hour (`WXLOGIN_AVATAR_UPLOADS_PER_HOUR`); 0 is
+    /// no limit.
+    pub avatar_uploads_per_hour: u32,
     pub database_url: DatabaseUrl,
     /// Largest request body accepted; beyond it the answer is 413.
     pub max_body_bytes: usize,
@@ -492,6 +535,17 @@ impl Config {
             }
         };
 
+        let moderation = moderation(&get, upstream_is_local, public_url.is_some())?;
+        let avatar_uploads_per_hour = match get("WXLOGIN_AVATAR_UPLOADS_PER_HOUR") {
+            None => DEFAULT_AVATAR_UPLOADS_PER_HOUR,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n) if n <= MAX_RATE_LIMIT => n,
+                _ => return Err(format!(
+                    "WXLOGIN_AVATAR_UPLOADS_PER_HOUR: {text:?} is not a count; use a whole number of uploads per user and hour from 0 (no limit) to {MAX_RATE_LIMIT} (default {DEFAULT_AVATAR_UPLOADS_PER_HOUR})"
+                )),
+            },
+        };
+
         let database_url = DatabaseUrl::parse(
             get("DATABASE_URL")
                 .as_deref()
@@ -520,6 +574,8 @@ impl Config {
             rate_limits,
             accounts,
             webhook,
+            moderation,
+            avatar_uploads_per_hour,
             database_url,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             code_replay_window,
@@ -551,6 +607,91 @@ impl Config {
         }
         warnings
     }
+}
+
+/// Reads the moderation variables. On, the push token is required (image verdicts arrive only
+/// by push) and so is `WXLOGIN_PUBLIC_URL` unless the upstream is a local mock, because WeChat
+/// fetches pending images from it.
+fn moderation(
+    get: &impl Fn(&str) -> Option<String>,
+    upstream_is_local: bool,
+    has_public_url: bool,
+) -> Result<ModerationConfig, String> {
+    let enabled = match get("WXLOGIN_MODERATION").as_deref().map(str::trim) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(format!(
+                "WXLOGIN_MODERATION: {other:?} is neither on nor off; use on (the default: nicknames and avatars are checked by WeChat) or off (development only)"
+            ))
+        }
+    };
+    let policy = |name: &str| match get(name).as_deref().map(str::trim) {
+        None | Some("reject") => Ok(Policy::Reject),
+        Some("accept") => Ok(Policy::Accept),
+        Some(other) => Err(format!(
+            "{name}: {other:?} is neither reject nor accept; use reject (the default) or accept"
+        )),
+    };
+    let on_review = policy("WXLOGIN_MODERATION_ON_REVIEW")?;
+    let on_error = policy("WXLOGIN_MODERATION_ON_ERROR")?;
+    let push_token = match get("WECHAT_PUSH_TOKEN").map(|t| t.trim().to_string()) {
+        Some(token)
+            if (3..=32).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Some(Secret::new(token))
+        }
+        Some(_) => {
+            return Err(
+                "WECHAT_PUSH_TOKEN: not 3 to 32 letters and digits; use the Token (令牌) of the message push settings (mp.weixin.qq.com → Development → Development settings → Message push)".into(),
+            )
+        }
+        None if enabled => {
+            return Err(
+                "WECHAT_PUSH_TOKEN is not set, but WXLOGIN_MODERATION is on (the default) and WeChat pushes image verdicts signed with it; set it to the Token (令牌) of the message push settings, or WXLOGIN_MODERATION=off for development".into(),
+            )
+        }
+        None => None,
+    };
+    let push_aes_key = match get("WECHAT_PUSH_AES_KEY").map(|k| k.trim().to_string()) {
+        Some(key) if crate::push::aes_key_is_valid(&key) => Some(Secret::new(key)),
+        Some(_) => {
+            return Err(
+                "WECHAT_PUSH_AES_KEY: not an EncodingAESKey (43 characters of base64); copy the EncodingAESKey of the message push settings, or leave it unset for plain mode".into(),
+            )
+        }
+        None => None,
+    };
+    if enabled && !has_public_url && !upstream_is_local {
+        return Err(
+            "WXLOGIN_PUBLIC_URL is not set, but WXLOGIN_MODERATION is on and WeChat fetches pending avatars from it; set the https:// address clients and WeChat reach this service at".into(),
+        );
+    }
+    let resubmit_after = bounded_duration(
+        get,
+        "WXLOGIN_MODERATION_RESUBMIT_AFTER",
+        DEFAULT_MODERATION_RESUBMIT_AFTER,
+        (Duration::from_secs(1), Duration::from_secs(86_400)),
+        "a delay; use a duration from 1s to 1d such as 10m (default 10m)",
+    )?;
+    let max_attempts = match get("WXLOGIN_MODERATION_MAX_ATTEMPTS") {
+        None => DEFAULT_MODERATION_MAX_ATTEMPTS,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if (1..=20).contains(&n) => n,
+            _ => return Err(format!(
+                "WXLOGIN_MODERATION_MAX_ATTEMPTS: {text:?} is not a count; use a whole number from 1 to 20 (default {DEFAULT_MODERATION_MAX_ATTEMPTS})"
+            )),
+        },
+    };
+    Ok(ModerationConfig {
+        enabled,
+        on_review,
+        on_error,
+        push_token,
+        push_aes_key,
+        resubmit_after,
+        max_attempts,
+    })
 }
 
 /// Parses `500ms`, `30s`, `15m`, `8640h`, `7d`, or a bare number of seconds.
@@ -651,10 +792,13 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    /// Moderation is off here so the other settings can be tested without its required
+    /// variables; `moderation_is_on_by_default_and_needs_its_push_settings` covers it.
     const REAL: &[(&str, &str)] = &[
         ("WECHAT_APPID", "wxappid"),
         ("WECHAT_SECRET", "wechat-secret"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("WXLOGIN_MODERATION", "off"),
     ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -895,6 +1039,66 @@ mod tests {
     }
 
     #[test]
+    fn moderation_is_on_by_default_and_needs_its_push_settings() {
+        let on: &[(&str, &str)] = &[
+            ("WECHAT_APPID", "wxappid"),
+            ("WECHAT_SECRET", "wechat-secret"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ];
+        let with_on = |extra: &[(&str, &str)]| {
+            let mut vars = on.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let err = with_on(&[]).unwrap_err();
+        assert!(err.starts_with("WECHAT_PUSH_TOKEN"), "{err}");
+        let err = with_on(&[("WECHAT_PUSH_TOKEN", "tok123")]).unwrap_err();
+        assert!(err.starts_with("WXLOGIN_PUBLIC_URL"), "{err}");
+        let c = with_on(&[
+            ("WECHAT_PUSH_TOKEN", "tok123"),
+            ("WXLOGIN_PUBLIC_URL", "https://login.example.com"),
+        ])
+        .unwrap();
+        let m = &c.moderation;
+        assert!(m.enabled);
+        assert_eq!((m.on_review, m.on_error), (Policy::Reject, Policy::Reject));
+        assert_eq!(m.resubmit_after, DEFAULT_MODERATION_RESUBMIT_AFTER);
+        assert_eq!(m.max_attempts, 3);
+        assert!(m.push_aes_key.is_none());
+        assert_eq!(c.avatar_uploads_per_hour, 20);
+        let local = with_on(&[
+            ("WECHAT_PUSH_TOKEN", "tok123"),
+            ("WECHAT_API_BASE", "http://127.0.0.1:9999"),
+            (
+                "WECHAT_PUSH_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("WXLOGIN_MODERATION_ON_REVIEW", "accept"),
+        ])
+        .expect("a local mock needs no public URL: the bound address serves");
+        assert_eq!(local.moderation.on_review, Policy::Accept);
+        assert!(local.moderation.push_aes_key.is_some());
+        let shown = format!("{local:?}");
+        assert!(
+            !shown.contains("tok123") && !shown.contains("ABCDEFG"),
+            "{shown}"
+        );
+        for (name, value) in [
+            ("WXLOGIN_MODERATION", "maybe"),
+            ("WXLOGIN_MODERATION_ON_REVIEW", "ignore"),
+            ("WXLOGIN_MODERATION_ON_ERROR", "yes"),
+            ("WECHAT_PUSH_TOKEN", "no spaces allowed"),
+            ("WECHAT_PUSH_AES_KEY", "tooshort"),
+            ("WXLOGIN_MODERATION_RESUBMIT_AFTER", "never"),
+            ("WXLOGIN_MODERATION_MAX_ATTEMPTS", "0"),
+            ("WXLOGIN_AVATAR_UPLOADS_PER_HOUR", "-1"),
+        ] {
+            let err = config(&with(&[(name, value)])).unwrap_err();
+            assert!(err.starts_with(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
     fn missing_jwt_secret_is_refused_for_real_wechat() {
         let err = config(&[("WECHAT_APPID", "a"), ("WECHAT_SECRET", "s")]).unwrap_err();
         assert!(err.starts_with("JWT_SECRET"), "{err}");
@@ -906,6 +1110,7 @@ mod tests {
             ("WECHAT_APPID", "a"),
             ("WECHAT_SECRET", "s"),
             ("WECHAT_API_BASE", "http://127.0.0.1:9999/"),
+            ("WXLOGIN_MODERATION", "off"),
         ])
         .unwrap();
         assert!(c.jwt_secret_generated);

@@ -6,6 +6,7 @@
 //! `match`, so a new variant cannot ship without a status.
 
 use crate::fields::FieldError;
+use crate::push::PushError;
 use crate::ratelimit::RetryAfter;
 use crate::store::StoreError;
 use crate::wechat::WechatError;
@@ -50,6 +51,15 @@ pub enum Error {
     Wechat(WechatError),
     /// WeChat refused a phone-number code, or could not be asked.
     Phone(WechatError),
+    /// WeChat's content check found the nickname risky (or to be reviewed, and
+    /// `WXLOGIN_MODERATION_ON_REVIEW=reject`); `label` is WeChat's category, for the client.
+    ContentRejected { label: i64 },
+    /// An uploaded image was refused by WeChat's check before (its verdict is remembered).
+    ImageRejected,
+    /// WeChat's content check failed or timed out and `WXLOGIN_MODERATION_ON_ERROR=reject`.
+    ModerationUnavailable,
+    /// A request to `/wechat/push` that is not a push WeChat signed for us.
+    Push(PushError),
     /// The database could not be used.
     Store(StoreError),
     /// A bug: a panic in a handler or an invariant that did not hold.
@@ -78,6 +88,9 @@ impl Error {
             Error::Unauthorized(_) | Error::RefreshRefused(_) | Error::RefreshReused => 401,
             Error::RateLimited { .. } => 429,
             Error::AccountDisabled | Error::CodeOfAnotherUser => 403,
+            Error::ContentRejected { .. } | Error::ImageRejected => 422,
+            Error::ModerationUnavailable => 503,
+            Error::Push(_) => 401,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
                 45011 => 429,
@@ -122,6 +135,16 @@ impl Error {
                 "this refresh token was already used, so a copy of it may be in other hands: the session is ended; log in again".into()
             }
             Error::SessionNotFound => "you have no session with this id".into(),
+            Error::ContentRejected { .. } => {
+                "WeChat's content check refused this nickname; choose another".into()
+            }
+            Error::ImageRejected => {
+                "WeChat's content check refused this image; choose another".into()
+            }
+            Error::ModerationUnavailable => {
+                "WeChat's content check is unavailable, so nothing was changed; retry shortly".into()
+            }
+            Error::Push(why) => why.reason().into(),
             Error::RateLimited { retry_after } => {
                 format!("too many requests; retry in {retry_after} s")
             }
@@ -184,8 +207,13 @@ impl Error {
             | Error::Unauthorized(_)
             | Error::RefreshRefused(_)
             | Error::SessionNotFound
+            | Error::ContentRejected { .. }
+            | Error::ImageRejected
             | Error::RateLimited { .. } => log::Level::Info,
             Error::AccountDisabled | Error::CodeOfAnotherUser => log::Level::Info,
+            Error::ModerationUnavailable => log::Level::Warn,
+            // Someone probing the push URL, or a push token that differs from the console's.
+            Error::Push(_) => log::Level::Warn,
             // Possibly a stolen token: worth an operator's look.
             Error::RefreshReused => log::Level::Warn,
         }
@@ -212,11 +240,16 @@ impl Error {
             | Error::Phone(WechatError::Rejected { errcode, .. }) => Some(*errcode),
             _ => None,
         };
+        let label = match self {
+            Error::ContentRejected { label } => Some(*label),
+            _ => None,
+        };
         ErrorBody {
             status: self.status(),
             message: self.client_message(),
             errcode,
             error: self.code(),
+            label,
         }
     }
 }
@@ -232,6 +265,10 @@ pub struct ErrorBody {
     /// What a client must do differently (`refresh_token_reused`, `invalid_grant`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
+    /// WeChat's label of refused content (a 422 of the content check), so the client can say
+    /// why; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<i64>,
 }
 
 /// Status and message for a WeChat failure other than an errcode, the same for every WeChat
@@ -267,6 +304,12 @@ impl fmt::Display for Error {
             Error::RefreshRefused(why) => write!(f, "refresh refused: {why}"),
             Error::RefreshReused => f.write_str("refresh token reused after the grace"),
             Error::SessionNotFound => f.write_str("no such session of the caller"),
+            Error::ContentRejected { label } => {
+                write!(f, "nickname refused by the content check (label {label})")
+            }
+            Error::ImageRejected => f.write_str("image refused by a remembered content check"),
+            Error::ModerationUnavailable => f.write_str("the content check failed; refused"),
+            Error::Push(why) => write!(f, "push refused: {why}"),
             Error::RateLimited { retry_after } => {
                 write!(f, "rate limited (retry after {retry_after} s)")
             }

@@ -5,6 +5,7 @@
 
 use crate::error::Error;
 use crate::fields::BodyFields;
+use crate::moderation::{Moderation, TextJudgement};
 use crate::opendata::{self, OpenDataError};
 use crate::profile;
 use crate::replay::{CodeReplay, Exchange};
@@ -124,6 +125,11 @@ pub enum ProfileStatus {
     /// A field breaks the rules `PUT /api/me` enforces (the text says which); the stored profile
     /// was kept.
     Unsafe(&'static str),
+    /// WeChat's content check refused the nickname; the stored profile was kept.
+    Content,
+    /// WeChat's content check could not be asked (`WXLOGIN_MODERATION_ON_ERROR=reject`); the
+    /// stored profile was kept.
+    Unchecked,
     /// No profile was sent; the stored profile was kept.
     Absent,
 }
@@ -139,9 +145,11 @@ impl ProfileStatus {
             ProfileStatus::Verified => "verified",
             ProfileStatus::Unverified => "unverified",
             ProfileStatus::Absent => "absent",
-            ProfileStatus::Rejected(_) | ProfileStatus::Anonymous | ProfileStatus::Unsafe(_) => {
-                "rejected"
-            }
+            ProfileStatus::Rejected(_)
+            | ProfileStatus::Anonymous
+            | ProfileStatus::Unsafe(_)
+            | ProfileStatus::Content
+            | ProfileStatus::Unchecked => "rejected",
         }
     }
 
@@ -154,6 +162,9 @@ impl ProfileStatus {
                 "anonymous placeholder profile (微信用户) not stored: let the user choose a nickname and avatar (PUT /api/me, POST /api/me/avatar)",
             ),
             ProfileStatus::Unsafe(why) => Some(why),
+            // Short words, like `PUT /api/me`'s 422 and 503, so a client can branch on them.
+            ProfileStatus::Content => Some("content"),
+            ProfileStatus::Unchecked => Some("content_check_unavailable"),
             ProfileStatus::Verified | ProfileStatus::Unverified | ProfileStatus::Absent => None,
         }
     }
@@ -267,6 +278,8 @@ pub struct LoginService {
     flights: CodeFlights<Exchange, Error>,
     /// Codes shared by every node, and their outcomes within the replay window.
     replay: CodeReplay,
+    /// Checks nicknames before they are stored; `None` stores them unchecked.
+    moderation: Option<Arc<Moderation>>,
 }
 
 impl LoginService {
@@ -292,7 +305,14 @@ impl LoginService {
                 Error::Wechat(WechatError::Timeout),
                 Error::Internal("the login sharing this code failed unexpectedly".into()),
             ),
+            moderation: None,
         }
+    }
+
+    /// Holds the nicknames of login profiles to `moderation`'s content check.
+    pub fn with_moderation(mut self, moderation: Arc<Moderation>) -> LoginService {
+        self.moderation = Some(moderation);
+        self
     }
 
     /// Logs in. Requests with one code share one jscode2session call (on this node, and through
@@ -339,7 +359,30 @@ impl LoginService {
     fn judge_profile(&self, request: &LoginRequest, session: &Session) -> Result<Judged, Error> {
         let (status, profile, unionid) = self.verify_profile(request, session)?;
         let (status, profile) = status.screen(profile);
+        let (status, profile) = self.moderate(status, profile, &session.openid);
         Ok((status, profile, unionid))
+    }
+
+    /// Holds a profile about to be stored to the content check of its nickname. A login never
+    /// fails over profile data: a refused or unchecked nickname keeps the stored profile and
+    /// says so in the status.
+    fn moderate(
+        &self,
+        status: ProfileStatus,
+        profile: Option<Profile>,
+        openid: &str,
+    ) -> (ProfileStatus, Option<Profile>) {
+        let (Some(moderation), Some(nick)) = (
+            &self.moderation,
+            profile.as_ref().and_then(|p| p.nick_name.as_deref()),
+        ) else {
+            return (status, profile);
+        };
+        match moderation.judge_nickname(openid, nick) {
+            TextJudgement::Accept => (status, profile),
+            TextJudgement::Refuse { .. } => (ProfileStatus::Content, None),
+            TextJudgement::Unavailable => (ProfileStatus::Unchecked, None),
+        }
     }
 
     /// The verification half of `judge_profile`.

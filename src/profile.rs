@@ -2,7 +2,6 @@
 //! avatar (`<button open-type="chooseAvatar">`), and the mini-program sends both here, since
 //! `wx.getUserProfile` has returned an anonymous profile since late 2022.
 
-use crate::avatar::Avatar;
 use crate::error::Error;
 use crate::store::UserStore;
 use crate::user::{Profile, User};
@@ -128,26 +127,6 @@ impl ProfileService {
             return Err(Error::user_gone());
         }
         self.user(openid)
-    }
-
-    /// Stores the image (once per content) and points the user's avatar at its public URL.
-    /// The user is looked up first, so a deleted user's token stores nothing.
-    pub fn set_avatar(&self, openid: &str, avatar: &Avatar) -> Result<User, Error> {
-        self.user(openid)?;
-        self.store.put_avatar(
-            &avatar.hash,
-            avatar.image_type.content_type(),
-            &avatar.bytes,
-        )?;
-        let prefix = self.public_url.as_deref().unwrap_or_default();
-        let url = format!("{prefix}/avatars/{}", avatar.file_name());
-        self.update(
-            openid,
-            &Profile {
-                avatar_url: Some(url),
-                ..Profile::default()
-            },
-        )
     }
 
     /// The image stored under `hash`, with its content type.

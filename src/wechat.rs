@@ -266,6 +266,122 @@ impl WechatClient {
             .filter(|p| !p.phone_number.is_empty())
             .ok_or_else(|| WechatError::BadAnswer("no errcode but no phone_info either".into()))
     }
+
+    /// Asks `/wxa/msg_sec_check` (version 2) whether `content`, typed by `openid`, may be
+    /// published. Asking twice does no harm, so a lost answer is retried like stable_token.
+    pub fn msg_sec_check(
+        &self,
+        access_token: &Secret,
+        openid: &str,
+        content: &str,
+    ) -> Result<TextVerdict, WechatError> {
+        let url = format!("{}/wxa/msg_sec_check", self.config.api_base);
+        let body = serde_json::json!({
+            "version": 2, "scene": 1, "openid": openid, "content": content,
+        });
+        let answer: SecCheckAnswer = self.with_retry("msg_sec_check", Repeat::Safe, |budget| {
+            read_answer(
+                self.agent
+                    .post(&url)
+                    .query("access_token", access_token.expose())
+                    .config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .send_json(&body),
+            )
+        })?;
+        let result = answer
+            .result
+            .ok_or_else(|| WechatError::BadAnswer("no errcode but no result either".into()))?;
+        let suggest = Suggest::parse(&result.suggest)
+            .ok_or_else(|| WechatError::BadAnswer("an unknown suggest".into()))?;
+        Ok(TextVerdict {
+            suggest,
+            label: result.label.unwrap_or_default(),
+        })
+    }
+
+    /// Submits an image at `media_url` to `/wxa/media_check_async` (version 2) for `openid`;
+    /// the `trace_id` its verdict will be pushed with. A duplicate submission only costs a
+    /// second check, whose verdict arrives for a trace_id we no longer wait for.
+    pub fn media_check_async(
+        &self,
+        access_token: &Secret,
+        openid: &str,
+        media_url: &str,
+    ) -> Result<String, WechatError> {
+        let url = format!("{}/wxa/media_check_async", self.config.api_base);
+        let body = serde_json::json!({
+            "media_url": media_url, "media_type": 2, "version": 2, "scene": 1, "openid": openid,
+        });
+        let answer: MediaCheckAnswer =
+            self.with_retry("media_check_async", Repeat::Safe, |budget| {
+                read_answer(
+                    self.agent
+                        .post(&url)
+                        .query("access_token", access_token.expose())
+                        .config()
+                        .timeout_global(Some(budget))
+                        .build()
+                        .send_json(&body),
+                )
+            })?;
+        answer
+            .trace_id
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| WechatError::BadAnswer("no errcode but no trace_id either".into()))
+    }
+}
+
+/// WeChat's `suggest`: what to do with checked content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suggest {
+    Pass,
+    Risky,
+    /// A person should look at it; `WXLOGIN_MODERATION_ON_REVIEW` decides.
+    Review,
+}
+
+impl Suggest {
+    pub fn parse(text: &str) -> Option<Suggest> {
+        match text {
+            "pass" => Some(Suggest::Pass),
+            "risky" => Some(Suggest::Risky),
+            "review" => Some(Suggest::Review),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suggest::Pass => "pass",
+            Suggest::Risky => "risky",
+            Suggest::Review => "review",
+        }
+    }
+}
+
+/// msg_sec_check's verdict: the suggestion and WeChat's label (100 normal, 20001 politics, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextVerdict {
+    pub suggest: Suggest,
+    pub label: i64,
+}
+
+#[derive(Deserialize)]
+struct SecCheckAnswer {
+    result: Option<SecCheckResult>,
+}
+
+#[derive(Deserialize)]
+struct SecCheckResult {
+    suggest: String,
+    label: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct MediaCheckAnswer {
+    trace_id: Option<String>,
 }
 
 /// The shared agent's settings. No proxy is taken from the environment (`HTTPS_PROXY`,

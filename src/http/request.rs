@@ -84,6 +84,11 @@ pub fn path(request: &Request) -> &str {
     request.url().split('?').next().unwrap_or("")
 }
 
+/// The request's query string, without `?` (empty when there is none).
+pub fn query(request: &Request) -> &str {
+    request.url().split_once('?').map_or("", |(_, query)| query)
+}
+
 /// The client's address for the log: the peer, or, when the peer is a proxy on this machine,
 /// the address it passed in `X-Real-IP` (see deploy/nginx). Other peers cannot set it.
 pub fn client_address(request: &Request) -> String {

@@ -16,7 +16,7 @@ use crate::login::LoginRequest;
 use crate::phone::PhoneService;
 use crate::profile;
 use crate::session::{ClientInfo, TokenPair};
-use crate::store::{LoginEntry, SessionInfo};
+use crate::store::{AvatarState, LoginEntry, SessionInfo};
 use crate::token::Identity;
 use crate::user::{PhoneNumber, User};
 use serde::Serialize;
@@ -24,6 +24,8 @@ use tiny_http::Request;
 
 /// Where uploaded avatars are served: `/avatars/<sha256>.<ext>`.
 const AVATAR_PREFIX: &str = "/avatars/";
+/// Where WeChat fetches a pending avatar for its check: `/media/<token>`.
+const MEDIA_PREFIX: &str = "/media/";
 /// One of the caller's sessions: `/api/me/sessions/<id>`.
 const SESSION_PREFIX: &str = "/api/me/sessions/";
 
@@ -47,6 +49,8 @@ pub enum Route {
     AvatarUpload,
     AvatarFile,
     Phone,
+    Push,
+    Media,
     Health,
     Ready,
     Metrics,
@@ -65,7 +69,7 @@ struct Spec {
 impl Route {
     /// Every route, for what must list them all (the OpenAPI document's test): a new variant goes
     /// here too.
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 19] = [
         Route::Login,
         Route::Refresh,
         Route::Logout,
@@ -80,6 +84,8 @@ impl Route {
         Route::AvatarUpload,
         Route::AvatarFile,
         Route::Phone,
+        Route::Push,
+        Route::Media,
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -100,10 +106,12 @@ impl Route {
             "/.well-known/jwks.json" => Route::Jwks,
             "/api/me/avatar" => Route::AvatarUpload,
             "/api/phone" => Route::Phone,
+            "/wechat/push" => Route::Push,
             "/healthz" => Route::Health,
             "/readyz" => Route::Ready,
             "/metrics" => Route::Metrics,
             p if p.starts_with(AVATAR_PREFIX) => Route::AvatarFile,
+            p if p.starts_with(MEDIA_PREFIX) => Route::Media,
             p if p.starts_with(SESSION_PREFIX) => Route::Session,
             _ => return None,
         })
@@ -149,6 +157,16 @@ impl Route {
                 &[("GET", serve_avatar), ("HEAD", serve_avatar)],
             ),
             Route::Phone => ("/api/phone", "POST", &[("POST", phone)]),
+            Route::Push => (
+                "/wechat/push",
+                "GET, POST",
+                &[("GET", push_url_check), ("POST", push)],
+            ),
+            Route::Media => (
+                "/media/{token}",
+                "GET, HEAD",
+                &[("GET", serve_media), ("HEAD", serve_media)],
+            ),
             Route::Health => (
                 "/healthz",
                 "GET, HEAD",
@@ -428,12 +446,16 @@ struct UserView<'a> {
     phone_number: Option<&'a str>,
     pure_phone_number: Option<&'a str>,
     country_code: Option<&'a str>,
+    /// Where the last uploaded avatar stands (`active`, `pending`, `rejected`); `null` when
+    /// the user never uploaded one.
+    avatar_state: Option<&'static str>,
 }
 
-impl<'a> From<&'a User> for UserView<'a> {
-    fn from(user: &'a User) -> Self {
+impl<'a> UserView<'a> {
+    fn new(user: &'a User, avatar_state: Option<AvatarState>) -> Self {
         let phone = user.phone.as_ref();
         UserView {
+            avatar_state: avatar_state.map(AvatarState::as_str),
             openid: &user.openid,
             unionid: user.unionid.as_deref(),
             nick_name: user.profile.nick_name.as_deref(),
@@ -446,11 +468,26 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
-fn user_reply(user: &User) -> Reply {
-    Reply::ok(&UserAnswer {
+/// The user as every profile endpoint answers it, with their avatar's state.
+fn user_reply(app: &App, user: &User) -> Result<Reply, Error> {
+    let state = app.store.avatar_state(&user.openid)?;
+    Ok(Reply::ok(&UserAnswer {
         status: 200,
-        user: user.into(),
-    })
+        user: UserView::new(user, state),
+    }))
+}
+
+/// `POST /api/me/avatar`'s answer: the user, and the state of the image just uploaded.
+#[derive(Serialize)]
+struct UploadAnswer<'a> {
+    status: u16,
+    user: UserView<'a>,
+    avatar: UploadState,
+}
+
+#[derive(Serialize)]
+struct UploadState {
+    state: &'static str,
 }
 
 /// The one authentication of every protected endpoint: the bearer token verified, and its
@@ -642,7 +679,7 @@ fn phone(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
 fn me(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
     let claims = authenticate(app, request)?;
     let user = app.profiles.user(&claims.openid)?;
-    Ok(user_reply(&user))
+    user_reply(app, &user)
 }
 
 /// `PUT /api/me`: the nickname (and gender) the user typed.
@@ -652,14 +689,23 @@ fn update_me(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error
         return Err(Error::UnsupportedMediaType);
     }
     let update = profile::parse_update(&read_body(request, app.max_body_bytes)?)?;
+    // A deleted user's token spends no WeChat call.
+    app.profiles.user(&claims.openid)?;
+    if let Some(nick) = &update.nick_name {
+        app.moderation.check_nickname(&claims.openid, nick)?;
+    }
     let user = app.profiles.update(&claims.openid, &update)?;
-    Ok(user_reply(&user))
+    user_reply(app, &user)
 }
 
 /// `POST /api/me/avatar`: the image from `<button open-type="chooseAvatar">`, sent with
-/// `wx.uploadFile`.
+/// `wx.uploadFile`. 200 when it is the avatar at once (moderation off, or the image passed
+/// before), 202 while WeChat checks it; the per-user limit is taken before the costly decode.
 fn upload_avatar(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
     let claims = authenticate(app, request)?;
+    if let Some(limit) = &app.avatar_uploads {
+        limit.check(&claims.openid)?;
+    }
     let content_type = header_value(request, "Content-Type")
         .unwrap_or("")
         .to_string();
@@ -671,8 +717,73 @@ fn upload_avatar(app: &App, request: &mut Request, _id: &str) -> Result<Reply, E
     }
     let body = read_body(request, avatar::MAX_UPLOAD_BODY_BYTES)?;
     let image = avatar::from_multipart(&content_type, body)?;
-    let user = app.profiles.set_avatar(&claims.openid, &image)?;
-    Ok(user_reply(&user))
+    let state = app.moderation.upload(&claims.openid, &image)?;
+    let user = app.profiles.user(&claims.openid)?;
+    let status = match state {
+        AvatarState::Pending => 202,
+        AvatarState::Active | AvatarState::Rejected => 200,
+    };
+    Ok(Reply::json(
+        status,
+        &UploadAnswer {
+            status,
+            user: UserView::new(&user, Some(state)),
+            avatar: UploadState {
+                state: state.as_str(),
+            },
+        },
+    ))
+}
+
+/// `GET /wechat/push`: the URL check WeChat's console makes when the push URL is saved; the
+/// `echostr` echoed as plain text when the signature holds (401 otherwise).
+fn push_url_check(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let echo = app.moderation.url_check(request::query(request))?;
+    Ok(plain(200, echo.into_bytes()))
+}
+
+/// `POST /wechat/push`: a pushed event, answered `success` (WeChat's expected word) once
+/// verified, whether or not it concerned us; 401 and no change when not signed for us.
+fn push(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let query = request::query(request).to_string();
+    let body = read_body(request, app.max_body_bytes)?;
+    app.moderation.receive_push(&query, &body)?;
+    Ok(plain(200, b"success".to_vec()))
+}
+
+/// A plain-text answer that is never cached.
+fn plain(status: u16, body: Vec<u8>) -> Reply {
+    Reply {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body,
+        headers: vec![("Cache-Control", "no-store".into())],
+    }
+}
+
+/// `GET /media/<token>`: a pending avatar, for WeChat's checker only. The token is 256 random
+/// bits and expires, so the image is not public before it passes; the answer is never cached
+/// and, like `/avatars/`, never sniffed or run as a document.
+fn serve_media(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
+    let token = &request::path(request)[MEDIA_PREFIX.len()..];
+    let (content_type, body) = app.moderation.media(token)?.ok_or(Error::NotFound)?;
+    let content_type = match content_type.as_str() {
+        "image/png" => "image/png",
+        _ => "image/jpeg",
+    };
+    Ok(Reply {
+        status: 200,
+        content_type,
+        body,
+        headers: vec![
+            ("Cache-Control", "no-store".into()),
+            ("X-Content-Type-Options", "nosniff".into()),
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; sandbox".into(),
+            ),
+        ],
+    })
 }
 
 /// `GET /avatars/<sha256>.<ext>`: an uploaded image. Its name is its content, so it never
@@ -752,7 +863,7 @@ fn metrics(app: &App, _request: &mut Request, _id: &str) -> Result<Reply, Error>
 mod tests {
     use super::*;
 
-    const ALL: [Route; 17] = Route::ALL;
+    const ALL: [Route; 19] = Route::ALL;
 
     #[test]
     fn allow_lists_exactly_the_methods_with_handlers() {

@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response};
@@ -52,6 +52,9 @@ pub struct Server {
     sweeper: Sweeper,
     /// This node's webhook delivery, when a webhook is configured; stopped at shutdown.
     webhooks: Option<WebhookWorker>,
+    /// The thread resubmitting unanswered image checks, and the channel that stops it (a
+    /// `src/sweep.rs` job may take this over).
+    resubmitter: Option<(JoinHandle<()>, mpsc::Sender<()>)>,
 }
 
 impl Server {
@@ -105,6 +108,7 @@ impl Server {
             })
             .transpose()
             .map_err(|e| StartError::Bind(format!("cannot start the webhook thread: {e}")))?;
+        app.moderation.served_at(format!("http://{addr}"));
         let shared = Arc::new(Shared {
             app,
             request_ids: RequestIds::new(),
@@ -128,7 +132,15 @@ impl Server {
                 .map_err(|e| StartError::Bind(format!("cannot start worker threads: {e}")))?;
             workers.push(worker);
         }
+        let resubmitter = if shared.app.moderation.enabled() {
+            Some(start_resubmitter(shared.clone()).map_err(|e| {
+                StartError::Bind(format!("cannot start the moderation thread: {e}"))
+            })?)
+        } else {
+            None
+        };
         Ok(Server {
+            resubmitter,
             addr,
             http,
             listener: our_handle,
@@ -175,6 +187,10 @@ impl Server {
         if let Some(webhooks) = &self.webhooks {
             webhooks.signal();
         }
+        if let Some((thread, stop)) = self.resubmitter.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
         // Closing our handle on the listening socket makes tiny_http's accept() fail, so new
         // connections are refused at once instead of queued behind the drain.
         crate::logging::expect_closed_listener();
@@ -216,6 +232,24 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.drain();
     }
+}
+
+/// Runs [`crate::moderation::Moderation::resubmit_due`] every
+/// [`crate::moderation::Moderation::resubmit_interval`] until the sender is dropped. Each node
+/// runs one; the store hands each due check to one node only.
+fn start_resubmitter(shared: Arc<Shared>) -> std::io::Result<(JoinHandle<()>, mpsc::Sender<()>)> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let interval = shared.app.moderation.resubmit_interval();
+    let thread = std::thread::Builder::new()
+        .name("wxlogin-moderation".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                if let Err(e) = shared.app.moderation.resubmit_due() {
+                    log::warn!("resubmitting image checks failed: {e}");
+                }
+            }
+        })?;
+    Ok((thread, stop))
 }
 
 /// What tiny_http's connection threads enforce before a request reaches a worker: the

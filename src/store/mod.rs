@@ -275,6 +275,62 @@ pub struct SessionInfo {
     pub ip: Option<String>,
 }
 
+/// Where a user's uploaded avatar stands (`avatarState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarState {
+    /// The last upload is the user's avatar.
+    Active,
+    /// The last upload waits for WeChat's verdict; the previous avatar is still shown.
+    Pending,
+    /// The last upload was refused; the previous avatar is still shown.
+    Rejected,
+}
+
+impl AvatarState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvatarState::Active => "active",
+            AvatarState::Pending => "pending",
+            AvatarState::Rejected => "rejected",
+        }
+    }
+
+    /// The stored word; `None` for anything else (a row written by a newer release).
+    fn parse(text: &str) -> Option<AvatarState> {
+        match text {
+            "active" => Some(AvatarState::Active),
+            "pending" => Some(AvatarState::Pending),
+            "rejected" => Some(AvatarState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// An image stored for a user: its content address, type, bytes, and the public URL it gets
+/// once it is their avatar.
+#[derive(Debug, Clone, Copy)]
+pub struct NewImage<'a> {
+    pub hash: &'a str,
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+    pub url: &'a str,
+}
+
+/// A pending avatar check, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvatarCheck {
+    pub openid: String,
+    /// The pending image's content address.
+    pub hash: String,
+    /// The token of the `/media/` URL of this submission; it also names the submission, so a
+    /// verdict or resubmission for a replaced upload changes nothing.
+    pub media_token: String,
+    /// Submissions so far.
+    pub attempts: u32,
+    /// When the latest submission was made (unix seconds).
+    pub submitted_at: i64,
+}
+
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -453,6 +509,82 @@ pub trait UserStore: Send + Sync {
 
     /// Removes at most `limit` events delivered before `before`; how many.
     fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError>;
+    /// Stores `image` and makes it the user's avatar at once (moderation off, or a verdict of
+    /// `pass` remembered): any pending upload is dropped, and the images the user no longer
+    /// refers to are deleted unless another user does. `false` when no such user exists.
+    fn activate_avatar(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores `image` as the user's pending avatar, reachable at `/media/<media_token>` until
+    /// `media_expires_at`, counted as its first submission at `now`. A pending image it
+    /// replaces is deleted unless referred to elsewhere. `false` when no such user exists.
+    fn begin_avatar_check(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        media_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the `trace_id` WeChat gave the submission `media_token`; `false` when that
+    /// submission is no longer pending.
+    fn avatar_check_submitted(&self, media_token: &str, trace_id: &str)
+        -> Result<bool, StoreError>;
+
+    /// The pending check with this `trace_id`, if any.
+    fn find_avatar_check(&self, trace_id: &str) -> Result<Option<AvatarCheck>, StoreError>;
+
+    /// Ends the submission `media_token` of the user's pending check: `accept` makes the image
+    /// their avatar (the old one deleted unless used elsewhere), otherwise it is rejected and
+    /// deleted unless used elsewhere. `false` (nothing changed) when it is no longer pending.
+    fn finish_avatar_check(
+        &self,
+        openid: &str,
+        media_token: &str,
+        accept: bool,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Pending checks last submitted at or before `submitted_before`, oldest first.
+    fn due_avatar_checks(
+        &self,
+        submitted_before: i64,
+        limit: u32,
+    ) -> Result<Vec<AvatarCheck>, StoreError>;
+
+    /// Claims the pending check's resubmission: its submission `old_token` becomes
+    /// `new_token` (one more attempt, submitted at `now`). `false` when another node claimed
+    /// it first or it is no longer pending.
+    fn resubmit_avatar_check(
+        &self,
+        openid: &str,
+        old_token: &str,
+        new_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The pending image behind a `/media/` token still valid at `now`: content type, bytes.
+    fn find_media(
+        &self,
+        media_token: &str,
+        now: i64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+
+    /// Where the user's uploaded avatar stands; `None` when they never uploaded one.
+    fn avatar_state(&self, openid: &str) -> Result<Option<AvatarState>, StoreError>;
+
+    /// WeChat's remembered verdict (`pass`, `risky`, `review`) on the image with this hash.
+    fn find_media_verdict(&self, hash: &str) -> Result<Option<String>, StoreError>;
+
+    /// Remembers WeChat's verdict on the image with this hash.
+    fn remember_media_verdict(&self, hash: &str, suggest: &str, now: i64)
+        -> Result<(), StoreError>;
 
     /// Connections lent out now, and the most the pool will hold (for metrics).
     fn pool_usage(&self) -> (usize, usize);

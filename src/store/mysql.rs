@@ -7,11 +7,11 @@
 
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
-    avatar_hash, is_disabled, is_duplicate_column, placeholders, Account, Claim, CodeClaim,
-    LoginEntry, LoginRecord, LoginUser, NewSession, OutboxCounts, OutboxDelivery, OutboxEvent,
-    Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
-    SessionStateRow, Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE, DISABLED,
-    INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
+    avatar_hash, is_disabled, is_duplicate_column, placeholders, Account, AvatarCheck, AvatarState,
+    Claim, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage, NewSession, OutboxCounts,
+    OutboxDelivery, OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo,
+    SessionState, SessionStateRow, Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE,
+    DISABLED, INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
 };
 use crate::net::is_loopback_host;
 use crate::secret::Secret;
@@ -239,6 +239,75 @@ impl MysqlStore {
     }
 }
 
+/// Upserts the user's avatar row as active.
+const ACTIVATE_ROW: &str =
+    "INSERT INTO wx_user_avatar (openid, active_hash, state, attempts, updated_at)
+    VALUES (?, ?, 'active', 0, ?)
+    ON DUPLICATE KEY UPDATE active_hash = VALUES(active_hash), pending_hash = NULL,
+        pending_url = NULL, state = 'active', media_token = NULL, media_expires_at = NULL,
+        trace_id = NULL, submitted_at = NULL, attempts = 0, updated_at = VALUES(updated_at)";
+const BEGIN_CHECK_ROW: &str =
+    "INSERT INTO wx_user_avatar (openid, pending_hash, pending_url, state,
+        media_token, media_expires_at, submitted_at, attempts, updated_at)
+    VALUES (?, ?, ?, 'pending', ?, ?, ?, 1, ?)
+    ON DUPLICATE KEY UPDATE pending_hash = VALUES(pending_hash),
+        pending_url = VALUES(pending_url), state = 'pending', media_token = VALUES(media_token),
+        media_expires_at = VALUES(media_expires_at), trace_id = NULL,
+        submitted_at = VALUES(submitted_at), attempts = 1, updated_at = VALUES(updated_at)";
+const SET_USER_AVATAR: &str =
+    "UPDATE wxuser SET avatar = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE user_id = ?";
+/// Deletes an image no user shows or waits for.
+const DELETE_UNREFERENCED: &str = "DELETE FROM avatar WHERE hash = ? AND NOT EXISTS
+    (SELECT 1 FROM wx_user_avatar WHERE active_hash = ? OR pending_hash = ?)";
+const CHECK_COLUMNS: &str =
+    "SELECT openid, pending_hash, media_token, attempts, submitted_at FROM wx_user_avatar";
+
+type CheckRow = (String, String, String, u32, i64);
+
+fn avatar_check((openid, hash, media_token, attempts, submitted_at): CheckRow) -> AvatarCheck {
+    AvatarCheck {
+        openid,
+        hash,
+        media_token,
+        attempts,
+        submitted_at,
+    }
+}
+
+/// Whether the user has a row, locking it so a concurrent deletion waits for this write.
+fn user_exists(tx: &mut mysql::Transaction<'_>, openid: &str) -> mysql::Result<bool> {
+    let found: Option<u8> = tx.exec_first(
+        "SELECT 1 FROM wxuser WHERE user_id = ? FOR UPDATE",
+        (openid,),
+    )?;
+    Ok(found.is_some())
+}
+
+/// The user's active and pending hashes, the row locked for this transaction.
+fn avatar_hashes(
+    tx: &mut mysql::Transaction<'_>,
+    openid: &str,
+) -> mysql::Result<(Option<String>, Option<String>)> {
+    Ok(tx
+        .exec_first(
+            "SELECT active_hash, pending_hash FROM wx_user_avatar WHERE openid = ? FOR UPDATE",
+            (openid,),
+        )?
+        .unwrap_or((None, None)))
+}
+
+/// Deletes each of `hashes` that is not `keep` and that nobody refers to any more.
+fn delete_unreferenced(
+    tx: &mut mysql::Transaction<'_>,
+    hashes: &[Option<String>],
+    keep: &str,
+) -> mysql::Result<()> {
+    for hash in hashes.iter().flatten().filter(|h| *h != keep) {
+        tx.exec_drop(DELETE_UNREFERENCED, (hash, hash, hash))?;
+    }
+    Ok(())
+}
+
 /// Appends an event to the outbox, in the caller's transaction.
 fn append(tx: &mut Transaction<'_>, event: &OutboxEvent) -> mysql::Result<()> {
     tx.exec_drop(
@@ -275,6 +344,193 @@ impl MysqlStore {
 }
 
 impl UserStore for MysqlStore {
+    fn activate_avatar(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            if !user_exists(&mut tx, openid)? {
+                return Ok(false);
+            }
+            let (active, pending) = avatar_hashes(&mut tx, openid)?;
+            tx.exec_drop(PUT_AVATAR, (image.hash, image.content_type, image.bytes))?;
+            tx.exec_drop(ACTIVATE_ROW, (openid, image.hash, now))?;
+            tx.exec_drop(SET_USER_AVATAR, (image.url, openid))?;
+            delete_unreferenced(&mut tx, &[active, pending], image.hash)?;
+            tx.commit().map(|()| true)
+        })
+    }
+
+    fn begin_avatar_check(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        media_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            if !user_exists(&mut tx, openid)? {
+                return Ok(false);
+            }
+            let (_, pending) = avatar_hashes(&mut tx, openid)?;
+            tx.exec_drop(PUT_AVATAR, (image.hash, image.content_type, image.bytes))?;
+            tx.exec_drop(
+                BEGIN_CHECK_ROW,
+                (
+                    openid,
+                    image.hash,
+                    image.url,
+                    media_token,
+                    media_expires_at,
+                    now,
+                    now,
+                ),
+            )?;
+            delete_unreferenced(&mut tx, &[pending], image.hash)?;
+            tx.commit().map(|()| true)
+        })
+    }
+
+    fn avatar_check_submitted(
+        &self,
+        media_token: &str,
+        trace_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "UPDATE wx_user_avatar SET trace_id = ? WHERE media_token = ? AND state = 'pending'",
+                (trace_id, media_token),
+            )
+            .map(|()| conn.affected_rows() > 0)
+        })
+    }
+
+    fn find_avatar_check(&self, trace_id: &str) -> Result<Option<AvatarCheck>, StoreError> {
+        let sql = format!("{CHECK_COLUMNS} WHERE trace_id = ? AND state = 'pending'");
+        let row: Option<CheckRow> = self.run(|conn| conn.exec_first(&sql, (trace_id,)))?;
+        Ok(row.map(avatar_check))
+    }
+
+    fn finish_avatar_check(
+        &self,
+        openid: &str,
+        media_token: &str,
+        accept: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let row: Option<(Option<String>, String, String)> = tx.exec_first(
+                "SELECT active_hash, pending_hash, pending_url FROM wx_user_avatar
+                 WHERE openid = ? AND media_token = ? AND state = 'pending' FOR UPDATE",
+                (openid, media_token),
+            )?;
+            let Some((active, pending, url)) = row else {
+                return Ok(false);
+            };
+            if accept {
+                tx.exec_drop(ACTIVATE_ROW, (openid, &pending, now))?;
+                tx.exec_drop(SET_USER_AVATAR, (&url, openid))?;
+                delete_unreferenced(&mut tx, &[active], &pending)?;
+            } else {
+                tx.exec_drop(
+                    "UPDATE wx_user_avatar SET pending_hash = NULL, pending_url = NULL,
+                        state = 'rejected', media_token = NULL, media_expires_at = NULL,
+                        trace_id = NULL, submitted_at = NULL, attempts = 0, updated_at = ?
+                     WHERE openid = ?",
+                    (now, openid),
+                )?;
+                delete_unreferenced(&mut tx, &[Some(pending)], "")?;
+            }
+            tx.commit().map(|()| true)
+        })
+    }
+
+    fn due_avatar_checks(
+        &self,
+        submitted_before: i64,
+        limit: u32,
+    ) -> Result<Vec<AvatarCheck>, StoreError> {
+        let sql = format!(
+            "{CHECK_COLUMNS} WHERE state = 'pending' AND submitted_at <= ? ORDER BY submitted_at LIMIT ?"
+        );
+        let rows: Vec<CheckRow> = self.run(|conn| conn.exec(&sql, (submitted_before, limit)))?;
+        Ok(rows.into_iter().map(avatar_check).collect())
+    }
+
+    fn resubmit_avatar_check(
+        &self,
+        openid: &str,
+        old_token: &str,
+        new_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "UPDATE wx_user_avatar SET media_token = ?, media_expires_at = ?, trace_id = NULL,
+                    submitted_at = ?, attempts = attempts + 1, updated_at = ?
+                 WHERE openid = ? AND media_token = ? AND state = 'pending'",
+                (new_token, media_expires_at, now, now, openid, old_token),
+            )
+            .map(|()| conn.affected_rows() > 0)
+        })
+    }
+
+    fn find_media(
+        &self,
+        media_token: &str,
+        now: i64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.run(|conn| {
+            conn.exec_first(
+                "SELECT a.content_type, a.bytes FROM wx_user_avatar u JOIN avatar a
+                    ON a.hash = u.pending_hash
+                 WHERE u.media_token = ? AND u.media_expires_at > ? AND u.state = 'pending'",
+                (media_token, now),
+            )
+        })
+    }
+
+    fn avatar_state(&self, openid: &str) -> Result<Option<AvatarState>, StoreError> {
+        let state: Option<String> = self.run(|conn| {
+            conn.exec_first(
+                "SELECT state FROM wx_user_avatar WHERE openid = ?",
+                (openid,),
+            )
+        })?;
+        Ok(state.as_deref().and_then(AvatarState::parse))
+    }
+
+    fn find_media_verdict(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.run(|conn| {
+            conn.exec_first(
+                "SELECT suggest FROM wx_media_verdict WHERE hash = ?",
+                (hash,),
+            )
+        })
+    }
+
+    fn remember_media_verdict(
+        &self,
+        hash: &str,
+        suggest: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.exec_drop(
+                "INSERT INTO wx_media_verdict (hash, suggest, decided_at) VALUES (?, ?, ?)
+                 ON DUPLICATE KEY UPDATE suggest = VALUES(suggest), decided_at = VALUES(decided_at)",
+                (hash, suggest, now),
+            )
+        })
+    }
+
     fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
@@ -547,14 +803,21 @@ impl UserStore for MysqlStore {
             for statement in super::statements(ERASE_CODE_REPLAY) {
                 tx.exec_drop(statement, (&openid,))?;
             }
-            if let Some(hash) = avatar.as_deref().and_then(avatar_hash) {
+            // Their images go unless another user shows them or waits for them.
+            let (active, pending) = avatar_hashes(&mut tx, &openid)?;
+            tx.exec_drop("DELETE FROM wx_user_avatar WHERE openid = ?", (&openid,))?;
+            let shown = avatar.as_deref().and_then(avatar_hash).map(str::to_string);
+            let mut hashes = vec![active, pending, shown];
+            hashes.sort();
+            hashes.dedup();
+            for hash in hashes.into_iter().flatten() {
                 let pattern = format!("%/avatars/{hash}.%");
                 let shown: Option<u64> = tx.exec_first(
                     "SELECT COUNT(*) FROM wxuser WHERE avatar LIKE ?",
                     (pattern,),
                 )?;
                 if shown.unwrap_or(0) == 0 {
-                    tx.exec_drop("DELETE FROM avatar WHERE hash = ?", (hash,))?;
+                    delete_unreferenced(&mut tx, &[Some(hash)], "")?;
                 }
             }
             if self.options.events {

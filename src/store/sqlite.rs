@@ -9,10 +9,11 @@
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
     avatar_hash, is_disabled, is_duplicate_column, phone_from_columns, placeholders, Account,
-    Claim, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, OutboxCounts, OutboxDelivery,
-    OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
-    Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE, DISABLED, INSERT_OUTBOX,
-    OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
+    AvatarCheck, AvatarState, Claim, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage,
+    NewSession, OutboxCounts, OutboxDelivery, OutboxEvent, Purge, Purged, RefreshRecord,
+    RevokeReason, Rotation, SessionInfo, SessionState, Settle, Stats, StoreError, StoreOptions,
+    UserStore, ACTIVE, DISABLED, INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED,
+    SETTLE_RELEASED,
 };
 use crate::secret::Secret;
 use crate::user::{PhoneNumber, Profile, User};
@@ -56,6 +57,29 @@ const FIND_ACCOUNT: &str = "SELECT uid, user_id, unionid, nickName, avatar, gend
      phoneNumber IS NOT NULL, status, erase_at FROM wxuser WHERE uid = ?1 OR user_id = ?1";
 const LIST_LOGINS: &str = "SELECT at, session_id, ip, user_agent, kind FROM wx_login \
      WHERE uid = ? ORDER BY at DESC, id DESC LIMIT ?";
+
+/// Upserts the user's avatar row as active with `?2` (unix seconds `?3`).
+const ACTIVATE_ROW: &str =
+    "INSERT INTO wx_user_avatar (openid, active_hash, state, attempts, updated_at)
+    VALUES (?1, ?2, 'active', 0, ?3)
+    ON CONFLICT (openid) DO UPDATE SET active_hash = excluded.active_hash, pending_hash = NULL,
+        pending_url = NULL, state = 'active', media_token = NULL, media_expires_at = NULL,
+        trace_id = NULL, submitted_at = NULL, attempts = 0, updated_at = excluded.updated_at";
+const BEGIN_CHECK_ROW: &str =
+    "INSERT INTO wx_user_avatar (openid, pending_hash, pending_url, state,
+        media_token, media_expires_at, submitted_at, attempts, updated_at)
+    VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, 1, ?6)
+    ON CONFLICT (openid) DO UPDATE SET pending_hash = excluded.pending_hash,
+        pending_url = excluded.pending_url, state = 'pending', media_token = excluded.media_token,
+        media_expires_at = excluded.media_expires_at, trace_id = NULL,
+        submitted_at = excluded.submitted_at, attempts = 1, updated_at = excluded.updated_at";
+const SET_USER_AVATAR: &str = "UPDATE wxuser SET avatar = ?1,
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = ?2";
+/// Deletes an image no user shows or waits for.
+const DELETE_UNREFERENCED: &str = "DELETE FROM avatar WHERE hash = ?1 AND NOT EXISTS
+    (SELECT 1 FROM wx_user_avatar WHERE active_hash = ?1 OR pending_hash = ?1)";
+const CHECK_COLUMNS: &str =
+    "SELECT openid, pending_hash, media_token, attempts, submitted_at FROM wx_user_avatar";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -184,6 +208,52 @@ impl SqliteStore {
     }
 }
 
+/// Whether the user has a row: avatars of a user deleted meanwhile are not stored.
+fn user_exists(tx: &Transaction<'_>, openid: &str) -> rusqlite::Result<bool> {
+    tx.query_row("SELECT 1 FROM wxuser WHERE user_id = ?1", [openid], |_| {
+        Ok(())
+    })
+    .optional()
+    .map(|found| found.is_some())
+}
+
+/// The user's active and pending hashes, if they have a row.
+fn avatar_hashes(
+    tx: &Transaction<'_>,
+    openid: &str,
+) -> rusqlite::Result<(Option<String>, Option<String>)> {
+    Ok(tx
+        .query_row(
+            "SELECT active_hash, pending_hash FROM wx_user_avatar WHERE openid = ?1",
+            [openid],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((None, None)))
+}
+
+/// Deletes each of `hashes` that is not `keep` and that nobody refers to any more.
+fn delete_unreferenced(
+    tx: &Transaction<'_>,
+    hashes: &[Option<String>],
+    keep: &str,
+) -> rusqlite::Result<()> {
+    for hash in hashes.iter().flatten().filter(|h| *h != keep) {
+        tx.execute(DELETE_UNREFERENCED, [hash])?;
+    }
+    Ok(())
+}
+
+fn avatar_check(row: &rusqlite::Row<'_>) -> rusqlite::Result<AvatarCheck> {
+    Ok(AvatarCheck {
+        openid: row.get(0)?,
+        hash: row.get(1)?,
+        media_token: row.get(2)?,
+        attempts: row.get(3)?,
+        submitted_at: row.get(4)?,
+    })
+}
+
 /// Appends an event to the outbox, in the caller's transaction.
 fn append(tx: &Transaction<'_>, event: &OutboxEvent) -> rusqlite::Result<()> {
     tx.prepare_cached(INSERT_OUTBOX)?
@@ -222,6 +292,221 @@ impl SqliteStore {
 }
 
 impl UserStore for SqliteStore {
+    fn activate_avatar(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            if !user_exists(tx, openid)? {
+                return Ok(false);
+            }
+            let (active, pending) = avatar_hashes(tx, openid)?;
+            tx.execute(
+                PUT_AVATAR,
+                params![image.hash, image.content_type, image.bytes],
+            )?;
+            tx.execute(ACTIVATE_ROW, params![openid, image.hash, now])?;
+            tx.execute(SET_USER_AVATAR, params![image.url, openid])?;
+            delete_unreferenced(tx, &[active, pending], image.hash)?;
+            Ok(true)
+        })
+    }
+
+    fn begin_avatar_check(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        media_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            if !user_exists(tx, openid)? {
+                return Ok(false);
+            }
+            let (_, pending) = avatar_hashes(tx, openid)?;
+            tx.execute(
+                PUT_AVATAR,
+                params![image.hash, image.content_type, image.bytes],
+            )?;
+            tx.execute(
+                BEGIN_CHECK_ROW,
+                params![
+                    openid,
+                    image.hash,
+                    image.url,
+                    media_token,
+                    media_expires_at,
+                    now
+                ],
+            )?;
+            delete_unreferenced(tx, &[pending], image.hash)?;
+            Ok(true)
+        })
+    }
+
+    fn avatar_check_submitted(
+        &self,
+        media_token: &str,
+        trace_id: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE wx_user_avatar SET trace_id = ?1 WHERE media_token = ?2 AND state = 'pending'",
+            params![trace_id, media_token],
+        )
+        .map(|n| n > 0)
+        .map_err(classify)
+    }
+
+    fn find_avatar_check(&self, trace_id: &str) -> Result<Option<AvatarCheck>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("{CHECK_COLUMNS} WHERE trace_id = ?1 AND state = 'pending'"),
+            [trace_id],
+            avatar_check,
+        )
+        .optional()
+        .map_err(classify)
+    }
+
+    fn finish_avatar_check(
+        &self,
+        openid: &str,
+        media_token: &str,
+        accept: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        immediate(&conn, |tx| {
+            let row: Option<(Option<String>, String, String)> = tx
+                .query_row(
+                    "SELECT active_hash, pending_hash, pending_url FROM wx_user_avatar
+                     WHERE openid = ?1 AND media_token = ?2 AND state = 'pending'",
+                    params![openid, media_token],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let Some((active, pending, url)) = row else {
+                return Ok(false);
+            };
+            if accept {
+                tx.execute(ACTIVATE_ROW, params![openid, pending, now])?;
+                tx.execute(SET_USER_AVATAR, params![url, openid])?;
+                delete_unreferenced(tx, &[active], &pending)?;
+            } else {
+                tx.execute(
+                    "UPDATE wx_user_avatar SET pending_hash = NULL, pending_url = NULL,
+                        state = 'rejected', media_token = NULL, media_expires_at = NULL,
+                        trace_id = NULL, submitted_at = NULL, attempts = 0, updated_at = ?1
+                     WHERE openid = ?2",
+                    params![now, openid],
+                )?;
+                delete_unreferenced(tx, &[Some(pending)], "")?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn due_avatar_checks(
+        &self,
+        submitted_before: i64,
+        limit: u32,
+    ) -> Result<Vec<AvatarCheck>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{CHECK_COLUMNS} WHERE state = 'pending' AND submitted_at <= ?1
+                 ORDER BY submitted_at LIMIT ?2"
+            ))
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![submitted_before, limit], avatar_check)
+            .map_err(classify)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(classify)
+    }
+
+    fn resubmit_avatar_check(
+        &self,
+        openid: &str,
+        old_token: &str,
+        new_token: &str,
+        media_expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE wx_user_avatar SET media_token = ?1, media_expires_at = ?2, trace_id = NULL,
+                submitted_at = ?3, attempts = attempts + 1, updated_at = ?3
+             WHERE openid = ?4 AND media_token = ?5 AND state = 'pending'",
+            params![new_token, media_expires_at, now, openid, old_token],
+        )
+        .map(|n| n > 0)
+        .map_err(classify)
+    }
+
+    fn find_media(
+        &self,
+        media_token: &str,
+        now: i64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT a.content_type, a.bytes FROM wx_user_avatar u JOIN avatar a
+                ON a.hash = u.pending_hash
+             WHERE u.media_token = ?1 AND u.media_expires_at > ?2 AND u.state = 'pending'",
+            params![media_token, now],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(classify)
+    }
+
+    fn avatar_state(&self, openid: &str) -> Result<Option<AvatarState>, StoreError> {
+        let conn = self.conn()?;
+        let state: Option<String> = conn
+            .query_row(
+                "SELECT state FROM wx_user_avatar WHERE openid = ?1",
+                [openid],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(classify)?;
+        Ok(state.as_deref().and_then(AvatarState::parse))
+    }
+
+    fn find_media_verdict(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT suggest FROM wx_media_verdict WHERE hash = ?1",
+            [hash],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(classify)
+    }
+
+    fn remember_media_verdict(
+        &self,
+        hash: &str,
+        suggest: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO wx_media_verdict (hash, suggest, decided_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (hash) DO UPDATE SET suggest = excluded.suggest,
+                decided_at = excluded.decided_at",
+            params![hash, suggest, now],
+        )
+        .map(|_| ())
+        .map_err(classify)
+    }
+
     fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
@@ -492,7 +777,14 @@ impl UserStore for SqliteStore {
             for statement in super::statements(ERASE_CODE_REPLAY) {
                 tx.execute(&statement, [&openid])?;
             }
-            if let Some(hash) = avatar.as_deref().and_then(avatar_hash) {
+            // Their images go unless another user shows them or waits for them.
+            let (active, pending) = avatar_hashes(tx, &openid)?;
+            tx.execute("DELETE FROM wx_user_avatar WHERE openid = ?", [&openid])?;
+            let shown = avatar.as_deref().and_then(avatar_hash).map(str::to_string);
+            let mut hashes = vec![active, pending, shown];
+            hashes.sort();
+            hashes.dedup();
+            for hash in hashes.into_iter().flatten() {
                 let pattern = format!("%/avatars/{hash}.%");
                 let shown = tx.query_row(
                     "SELECT COUNT(*) FROM wxuser WHERE avatar LIKE ?",
@@ -500,7 +792,7 @@ impl UserStore for SqliteStore {
                     |row| row.get::<_, i64>(0),
                 )?;
                 if shown == 0 {
-                    tx.execute("DELETE FROM avatar WHERE hash = ?", [hash])?;
+                    delete_unreferenced(tx, &[Some(hash)], "")?;
                 }
             }
             if self.options.events {

@@ -17,8 +17,9 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
-    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
+    Account, AvatarCheck, AvatarState, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage,
+    NewSession, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
+    Stats, StoreError, UserStore,
 };
 use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
@@ -255,6 +256,71 @@ impl UserStore for CountingStore {
     }
     fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError> {
         self.inner.update_profile(openid, profile)
+    }
+    fn activate_avatar(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.activate_avatar(openid, image, now)
+    }
+    fn begin_avatar_check(
+        &self,
+        openid: &str,
+        image: &NewImage<'_>,
+        token: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .begin_avatar_check(openid, image, token, expires, now)
+    }
+    fn avatar_check_submitted(&self, token: &str, trace_id: &str) -> Result<bool, StoreError> {
+        self.inner.avatar_check_submitted(token, trace_id)
+    }
+    fn find_avatar_check(&self, trace_id: &str) -> Result<Option<AvatarCheck>, StoreError> {
+        self.inner.find_avatar_check(trace_id)
+    }
+    fn finish_avatar_check(
+        &self,
+        openid: &str,
+        token: &str,
+        accept: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_avatar_check(openid, token, accept, now)
+    }
+    fn due_avatar_checks(&self, before: i64, limit: u32) -> Result<Vec<AvatarCheck>, StoreError> {
+        self.inner.due_avatar_checks(before, limit)
+    }
+    fn resubmit_avatar_check(
+        &self,
+        openid: &str,
+        old: &str,
+        new: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .resubmit_avatar_check(openid, old, new, expires, now)
+    }
+    fn find_media(&self, token: &str, now: i64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.inner.find_media(token, now)
+    }
+    fn avatar_state(&self, openid: &str) -> Result<Option<AvatarState>, StoreError> {
+        self.inner.avatar_state(openid)
+    }
+    fn find_media_verdict(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.inner.find_media_verdict(hash)
+    }
+    fn remember_media_verdict(
+        &self,
+        hash: &str,
+        suggest: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.remember_media_verdict(hash, suggest, now)
     }
     fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.inner.put_avatar(hash, content_type, bytes)

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
-    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
+    Account, AvatarCheck, AvatarState, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage,
+    NewSession, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
+    Stats, StoreError, UserStore,
 };
 use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
@@ -118,7 +119,8 @@ fn me_returns_the_stored_profile_for_a_valid_token() {
         answer.body["user"],
         json!({"openid": "o-me", "unionid": null, "nickName": "Me 😀",
                "avatarUrl": "https://a/me.png", "gender": 2,
-               "phoneNumber": null, "purePhoneNumber": null, "countryCode": null})
+               "phoneNumber": null, "purePhoneNumber": null, "countryCode": null,
+               "avatarState": null})
     );
 }
 
@@ -272,6 +274,53 @@ impl UserStore for DownStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn update_profile(&self, _: &str, _: &Profile) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn activate_avatar(&self, _: &str, _: &NewImage<'_>, _: i64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn begin_avatar_check(
+        &self,
+        _: &str,
+        _: &NewImage<'_>,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn avatar_check_submitted(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_avatar_check(&self, _: &str) -> Result<Option<AvatarCheck>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn finish_avatar_check(&self, _: &str, _: &str, _: bool, _: i64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn due_avatar_checks(&self, _: i64, _: u32) -> Result<Vec<AvatarCheck>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn resubmit_avatar_check(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_media(&self, _: &str, _: i64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn avatar_state(&self, _: &str) -> Result<Option<AvatarState>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn find_media_verdict(&self, _: &str) -> Result<Option<String>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn remember_media_verdict(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ mod images;
 mod layout;
 mod login;
 mod migrations;
+mod moderation;
 mod openapi;
 mod profile;
 mod properties;

@@ -209,10 +209,15 @@ fn todays_release_database_upgrades_in_place_with_rows_intact(db: &TestDb) {
          phoneNumber, purePhoneNumber, countryCode) VALUES ('o-old', 'u-old', 'Old Timer', \
          'https://a/old', 2, 'b2xkLWtleQ==', '+86 13800000000', '13800000000', '86')",
     );
+    let shown = "c".repeat(64);
     db.execute_raw(&format!(
-        "INSERT INTO avatar (hash, content_type, bytes) VALUES ('{}', 'image/png', X'706e67')",
-        "b".repeat(64)
+        "INSERT INTO wxuser (user_id, avatar) VALUES ('o-upload', 'https://l.example/avatars/{shown}.png')"
     ));
+    for hash in ["b".repeat(64), shown.clone()] {
+        db.execute_raw(&format!(
+            "INSERT INTO avatar (hash, content_type, bytes) VALUES ('{hash}', 'image/png', X'706e67')"
+        ));
+    }
 
     let store = db.open();
 
@@ -246,9 +251,21 @@ fn todays_release_database_upgrades_in_place_with_rows_intact(db: &TestDb) {
         db.backend
     );
     assert_eq!(
-        store.find_avatar(&"b".repeat(64)).unwrap(),
+        store.find_avatar(&shown).unwrap(),
         Some(("image/png".to_string(), b"png".to_vec())),
+        "{}: an uploaded avatar a user shows is kept",
+        db.backend
+    );
+    assert_eq!(
+        store.avatar_state("o-upload").unwrap(),
+        Some(wxlogin::store::AvatarState::Active),
         "{}",
+        db.backend
+    );
+    assert_eq!(
+        store.find_avatar(&"b".repeat(64)).unwrap(),
+        None,
+        "{}: an image nobody shows is deleted (0009_moderation)",
         db.backend
     );
     drop(store);

@@ -9,8 +9,9 @@ use std::time::Duration;
 use wiremock::ResponseTemplate;
 use wxlogin::secret::Secret;
 use wxlogin::store::{
-    Account, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewSession, Purge, Purged,
-    RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState, Stats, StoreError, UserStore,
+    Account, AvatarCheck, AvatarState, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage,
+    NewSession, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo, SessionState,
+    Stats, StoreError, UserStore,
 };
 use wxlogin::store::{Claim, OutboxCounts, OutboxDelivery, Settle};
 use wxlogin::user::{PhoneNumber, Profile, User};
@@ -123,6 +124,53 @@ impl UserStore for PanickingStore {
         panic!("bug in the store")
     }
     fn update_profile(&self, _: &str, _: &Profile) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn activate_avatar(&self, _: &str, _: &NewImage<'_>, _: i64) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn begin_avatar_check(
+        &self,
+        _: &str,
+        _: &NewImage<'_>,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn avatar_check_submitted(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_avatar_check(&self, _: &str) -> Result<Option<AvatarCheck>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn finish_avatar_check(&self, _: &str, _: &str, _: bool, _: i64) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn due_avatar_checks(&self, _: i64, _: u32) -> Result<Vec<AvatarCheck>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn resubmit_avatar_check(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_media(&self, _: &str, _: i64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn avatar_state(&self, _: &str) -> Result<Option<AvatarState>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn find_media_verdict(&self, _: &str) -> Result<Option<String>, StoreError> {
+        panic!("bug in the store")
+    }
+    fn remember_media_verdict(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
         panic!("bug in the store")
     }
     fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {

@@ -230,6 +230,10 @@ export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {} }
       DATABASE_URL: databaseUrl,
       // "listening on …" is an info line of the binary; the access log shows each request.
       RUST_LOG: 'warn,wxlogin=info',
+      // The mock started first cannot push to a port chosen after it, so these tests run
+      // without moderation (see tests/api/moderation.rs for it, end to end); a test that
+      // wires the push URL turns it on through `env`.
+      WXLOGIN_MODERATION: 'off',
       ...extraEnv
     };
     const child = new Child(
