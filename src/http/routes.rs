@@ -678,8 +678,15 @@ fn phone(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
 /// `GET /api/me`: the stored profile of the token's user.
 fn me(app: &App, request: &mut Request, _id: &str) -> Result<Reply, Error> {
     let claims = authenticate(app, request)?;
+    // The state first: a verdict landing between the two reads then shows at worst "pending"
+    // beside the new image, never "active" beside the old one (a client that sees "active"
+    // may trust avatarUrl).
+    let state = app.store.avatar_state(&claims.openid)?;
     let user = app.profiles.user(&claims.openid)?;
-    user_reply(app, &user)
+    Ok(Reply::ok(&UserAnswer {
+        status: 200,
+        user: UserView::new(&user, state),
+    }))
 }
 
 /// `PUT /api/me`: the nickname (and gender) the user typed.
