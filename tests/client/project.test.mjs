@@ -131,3 +131,34 @@ test('the login history page is registered and lists its entries', () => {
     assert.ok(text.includes(`{{${field}}}`), `shows ${field}`);
   }
 });
+
+test('the index page shows a pending avatar marked 审核中, and a refused one as refused', () => {
+  const source = read('pages/index/index.wxml');
+  const tags = wxmlTags(source, 'index.wxml');
+  const button = tags.findIndex(({ attributes }) => /open-type="chooseAvatar"/.test(attributes));
+  // Inside the avatar button: the chosen file while it is checked, and the badge over it.
+  const inButton = tags.slice(button + 1, button + 5).map(({ whole }) => whole).join('\n');
+  assert.match(inButton, /<image wx:if="\{\{avatarPreview\}\}"[^>]*src="\{\{avatarPreview\}\}"/, 'the pending image is shown');
+  assert.match(inButton, /src="\{\{user\.avatarUrl\}\}"/, 'else the profile avatar');
+  const text = source.replace(/<!--[\s\S]*?-->/g, '');
+  assert.match(text, /wx:if="\{\{avatarStatus === 'pending'\}\}" class="avatar-badge">审核中</, 'the 审核中 badge');
+  assert.match(text, /avatarStatus === 'rejected'\}\}"[^>]*>[^<]*未通过审核/, 'a refusal says so');
+  const css = read('pages/index/index.wxss');
+  for (const cls of ['avatar-badge', 'avatar-note']) {
+    assert.match(css, new RegExp(`\\.${cls}\\s*\\{`), `.${cls} is styled`);
+  }
+
+  const { wx } = createWx({ mockBase: 'http://127.0.0.1:9', user: 'static' });
+  const page = launch({ wx, baseUrl: 'http://127.0.0.1:9' }).openPage('pages/index/index');
+  page.onUnload();
+  assert.equal(page.data.avatarStatus, '');
+  assert.equal(page.data.avatarPreview, '');
+  for (const fn of ['watchAvatar', 'showAvatarState', 'onShow', 'onUnload']) {
+    assert.equal(typeof page[fn], 'function', `page.${fn}`);
+  }
+  // Polling for the verdict is bounded: a few delays, growing, well under WeChat's 30 minutes.
+  const delays = page.avatarPollDelays;
+  assert.ok(Array.isArray(delays) && delays.length > 0 && delays.length <= 10, `${delays}`);
+  assert.ok(delays.every((d, i) => d > 0 && (i === 0 || d >= delays[i - 1])), 'positive, never shorter');
+  assert.ok(delays.reduce((a, b) => a + b, 0) <= 60_000, 'at most a minute in all');
+});

@@ -24,9 +24,11 @@ export function uniqueUser(prefix = 'u') {
  * Defines `describe(title [backend])` once per backend, each with its own database,
  * mock-wechat and wxlogin (started in `before`, stopped in `after`), and a temporary
  * directory for files. `body(ctx)` defines the tests; `ctx.stack` and `ctx.dir` are set
- * once `before` has run.
+ * once `before` has run. `moderation: true` starts the stack with moderation on and the mock
+ * pushing its verdicts to wxlogin (see startStack); `env` and `mockEnv` add to wxlogin's and the
+ * mock's environment.
  */
-export async function forEachBackend(title, body, { env } = {}) {
+export async function forEachBackend(title, body, { env, moderation, mockEnv } = {}) {
   for (const backend of await backends()) {
     describe(`${title} [${backend.name}]`, { skip: backend.skip || false, timeout: SUITE_TIMEOUT_MS }, () => {
       const ctx = { backend: backend.name, stack: null, dir: null };
@@ -35,7 +37,7 @@ export async function forEachBackend(title, body, { env } = {}) {
         ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'wxlogin-client-'));
         const dir = ctx.dir;
         cancelCleanup = cleanupOnAbort(() => rmSync(dir, { recursive: true, force: true }));
-        ctx.stack = await startStack(backend, { env });
+        ctx.stack = await startStack(backend, { env, moderation, mockEnv });
       }, { timeout: HOOK_TIMEOUT_MS });
       after(async () => {
         await ctx.stack?.stop();

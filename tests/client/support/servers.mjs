@@ -189,12 +189,12 @@ async function waitHealthy(base, child) {
   throw new Error(`${child.name} at ${base} not healthy within ${STARTUP_TIMEOUT_MS} ms (${last}):\n${child.tail()}`);
 }
 
-/** mock-wechat on a port the OS picks; its log line tells us which. */
-export async function startMock() {
+/** mock-wechat on a port the OS picks (its log line tells us which), with `env` added. */
+export async function startMock({ env: extraEnv = {} } = {}) {
   const child = new Child(
     'mock-wechat',
     binary('mock-wechat'),
-    { MOCK_WECHAT_BIND: '127.0.0.1:0', RUST_LOG: 'info' },
+    { MOCK_WECHAT_BIND: '127.0.0.1:0', RUST_LOG: 'info', ...extraEnv },
     /listening on 127\.0\.0\.1:(\d+)/
   );
   try {
@@ -210,14 +210,16 @@ export async function startMock() {
 
 /**
  * wxlogin against `mockBase` and `databaseUrl`. Its public URL (for avatar links) must name its
- * port, so the port is chosen first; if another process takes it meanwhile, try another.
+ * port, so the port is chosen first; if another process takes it meanwhile, try another. A
+ * caller that already told someone the port (the mock's push URL) passes it as `port`: then
+ * there is one attempt, and a port taken meanwhile is the error (`portInUse` set on it).
  */
-export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {} }) {
+export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {}, port: fixedPort }) {
   const bin = binary('wxlogin');
   const jwtSecret = randomBytes(32).toString('hex');
   let lastError;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (fixedPort ? 1 : 3); attempt++) {
+    const port = fixedPort ?? await freePort();
     const url = `http://127.0.0.1:${port}`;
     const env = {
       WXLOGIN_BIND: `127.0.0.1:${port}`,
@@ -230,9 +232,10 @@ export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {} }
       DATABASE_URL: databaseUrl,
       // "listening on …" is an info line of the binary; the access log shows each request.
       RUST_LOG: 'warn,wxlogin=info',
-      // The mock started first cannot push to a port chosen after it, so these tests run
-      // without moderation (see tests/api/moderation.rs for it, end to end); a test that
-      // wires the push URL turns it on through `env`.
+      // Off unless the stack is started with `moderation: true` (startStack wires the push URL
+      // and turns it on through `env`): with it on, every upload is 202 pending until WeChat's
+      // verdict, which would change what the upload and journey suites test (a stored URL
+      // at once, the same URL for the same image).
       WXLOGIN_MODERATION: 'off',
       ...extraEnv
     };
@@ -253,7 +256,8 @@ export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {} }
     } catch (err) {
       await child.stop();
       lastError = err;
-      if (!/in use/i.test(child.output)) {
+      err.portInUse = /in use/i.test(child.output);
+      if (!err.portInUse) {
         break;
       }
     }
@@ -403,10 +407,48 @@ async function createDatabase(backend) {
 }
 
 /**
- * A database, mock-wechat and wxlogin wired together. `stop()` undoes all of it, including
- * whatever part was started when start-up fails half-way.
+ * mock-wechat and wxlogin with moderation on, wired as WeChat and a real deployment are: the mock
+ * pushes image verdicts to wxlogin's `/wechat/push`, signed with a push token both share. The
+ * push URL names wxlogin's port, so that port is chosen before the mock starts; if something
+ * takes it before wxlogin binds it, both start again on another one. `mockEnv` and `env` add to
+ * the mock's and wxlogin's environment. Answers {mock, server}.
  */
-export async function startStack(backend, { env } = {}) {
+async function startModeratedPair({ databaseUrl, env = {}, mockEnv = {} }) {
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    // 3–32 letters and digits, as WeChat's console requires; new for every stack.
+    const pushToken = randomBytes(12).toString('hex');
+    const mock = await startMock({
+      env: { MOCK_WECHAT_PUSH_URL: `${url}/wechat/push`, MOCK_WECHAT_PUSH_TOKEN: pushToken, ...mockEnv }
+    });
+    try {
+      const server = await startWxlogin({
+        mockBase: mock.base,
+        databaseUrl,
+        port,
+        env: { WXLOGIN_MODERATION: 'on', WECHAT_PUSH_TOKEN: pushToken, WXLOGIN_PUBLIC_URL: url, ...env }
+      });
+      return { mock, server };
+    } catch (err) {
+      await mock.stop();
+      lastError = err;
+      if (!err.portInUse) {
+        break;
+      }
+    }
+  }
+  throw lastError;
+}
+
+/**
+ * A database, mock-wechat and wxlogin wired together. `stop()` undoes all of it, including
+ * whatever part was started when start-up fails half-way. With `moderation: true`, wxlogin checks
+ * nicknames and avatars at the mock, which pushes its verdicts back (startModeratedPair);
+ * `mockEnv` then adds to the mock's environment.
+ */
+export async function startStack(backend, { env, moderation = false, mockEnv } = {}) {
   const undo = [];
   const stop = async () => {
     const errors = [];
@@ -423,6 +465,11 @@ export async function startStack(backend, { env } = {}) {
   try {
     const db = await createDatabase(backend);
     undo.push(db.drop);
+    if (moderation) {
+      const { mock, server } = await startModeratedPair({ databaseUrl: db.url, env, mockEnv });
+      undo.push(mock.stop, server.stop);
+      return { backend: backend.name, db, mock, server, stop };
+    }
     const mock = await startMock();
     undo.push(mock.stop);
     const server = await startWxlogin({ mockBase: mock.base, databaseUrl: db.url, env });

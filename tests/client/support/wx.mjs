@@ -75,7 +75,8 @@ function formEncode(data) {
  * Creates a simulated `wx` for one mini-program run.
  * - `mockBase`: mock-wechat's base URL; `user`: whose codes wx.login hands out.
  * - `sim.loginCodes`: codes to hand out instead (first in, first out), e.g. 'fail.40029'.
- * - `sim.calls`: what the mini-program did: {login, request: [...], uploadFile: [...]}.
+ * - `sim.calls`: what the mini-program did: {login, request: [...], uploadFile: [...]}; each
+ *   exchange keeps the answer's `statusCode` and body text (`response`).
  * - `sim.ui`: every UI call [{api, options}].
  */
 export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
@@ -92,6 +93,14 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
     },
     modals() {
       return sim.ui.filter((u) => u.api === 'showModal').map((u) => u.options);
+    },
+    /** The JSON body of the last answer to "METHOD /path" (e.g. 'PUT /api/me'), or undefined. */
+    lastAnswer(what) {
+      const [method, pathname] = what.split(' ');
+      const hit = [...sim.calls.request, ...sim.calls.uploadFile]
+        .filter((c) => c.method === method && c.response !== undefined && new URL(c.url).pathname === pathname)
+        .sort((a, b) => b.seq - a.seq)[0];
+      return hit ? JSON.parse(hit.response) : undefined;
     },
     /** The HTTP exchanges so far, as "METHOD /path status". */
     exchanges() {
@@ -184,6 +193,7 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
           signal: AbortSignal.timeout(options.timeout || timeoutMs)
         });
         const text = await res.text();
+        record.response = text; // what the server said, for tests comparing it with the page
         let parsed = text;
         if ((options.dataType || 'json') === 'json') {
           try {
@@ -241,6 +251,7 @@ export function createWx({ mockBase, user, timeoutMs = 15_000 }) {
           signal: AbortSignal.timeout(options.timeout || timeoutMs)
         });
         const text = await res.text();
+        record.response = text;
         record.statusCode = res.status;
         return { data: text, statusCode: res.status, errMsg: 'uploadFile:ok' };
       };
