@@ -146,6 +146,29 @@ impl WechatClient {
     /// failed after sending is retried only for `Repeat::Safe` calls: WeChat may have spent a
     /// single-use code, and a second try would turn a lost answer into "code been used".
     /// Everything else is final at once.
+    /// POSTs `body` as JSON to one of the APIs that take the access_token in the query, under
+    /// the retry rules of `repeat`.
+    fn post_with_token<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        repeat: Repeat,
+        url: &str,
+        access_token: &Secret,
+        body: &serde_json::Value,
+    ) -> Result<T, WechatError> {
+        self.with_retry(endpoint, repeat, |budget| {
+            read_answer(
+                self.agent
+                    .post(url)
+                    .query("access_token", access_token.expose())
+                    .config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .send_json(body),
+            )
+        })
+    }
+
     fn with_retry<T>(
         &self,
         endpoint: &str,
@@ -249,18 +272,13 @@ impl WechatClient {
     ) -> Result<PhoneNumber, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.config.api_base);
         let body = serde_json::json!({ "code": code, "openid": openid });
-        let answer: PhoneAnswer =
-            self.with_retry("getuserphonenumber", Repeat::SingleUse, |budget| {
-                read_answer(
-                    self.agent
-                        .post(&url)
-                        .query("access_token", access_token.expose())
-                        .config()
-                        .timeout_global(Some(budget))
-                        .build()
-                        .send_json(&body),
-                )
-            })?;
+        let answer: PhoneAnswer = self.post_with_token(
+            "getuserphonenumber",
+            Repeat::SingleUse,
+            &url,
+            access_token,
+            &body,
+        )?;
         answer
             .phone_info
             .filter(|p| !p.phone_number.is_empty())
@@ -279,17 +297,8 @@ impl WechatClient {
         let body = serde_json::json!({
             "version": 2, "scene": 1, "openid": openid, "content": content,
         });
-        let answer: SecCheckAnswer = self.with_retry("msg_sec_check", Repeat::Safe, |budget| {
-            read_answer(
-                self.agent
-                    .post(&url)
-                    .query("access_token", access_token.expose())
-                    .config()
-                    .timeout_global(Some(budget))
-                    .build()
-                    .send_json(&body),
-            )
-        })?;
+        let answer: SecCheckAnswer =
+            self.post_with_token("msg_sec_check", Repeat::Safe, &url, access_token, &body)?;
         let result = answer
             .result
             .ok_or_else(|| WechatError::BadAnswer("no errcode but no result either".into()))?;
@@ -315,17 +324,7 @@ impl WechatClient {
             "media_url": media_url, "media_type": 2, "version": 2, "scene": 1, "openid": openid,
         });
         let answer: MediaCheckAnswer =
-            self.with_retry("media_check_async", Repeat::Safe, |budget| {
-                read_answer(
-                    self.agent
-                        .post(&url)
-                        .query("access_token", access_token.expose())
-                        .config()
-                        .timeout_global(Some(budget))
-                        .build()
-                        .send_json(&body),
-                )
-            })?;
+            self.post_with_token("media_check_async", Repeat::Safe, &url, access_token, &body)?;
         answer
             .trace_id
             .filter(|t| !t.is_empty())
