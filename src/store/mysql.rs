@@ -244,7 +244,7 @@ impl MysqlStore {
 enum Upserted {
     /// The row is written (inserted or updated), not yet committed.
     Written(LoginUser),
-    /// The user is disabled: nothing was written.
+    /// The user is disabled: the row was left as it was.
     Disabled(LoginUser),
     /// The row vanished between the upsert and the read.
     Gone,
@@ -279,15 +279,16 @@ impl MysqlStore {
             disabled: is_disabled(row.1.as_deref()),
             erase_at: row.2,
         };
-        let before: Option<Row> = tx.exec_first(FIND_LOGIN_USER, (record.openid,))?;
-        if let Some(found) = before.map(user).filter(|u| u.disabled) {
-            return Ok(Upserted::Disabled(found));
-        }
+        // The upsert leaves a disabled account's row as it is (see upsert_login.sql), so one
+        // read after it tells both the uid and whether the account is disabled.
         tx.exec_drop(UPSERT_LOGIN, params)?;
         let Some(found) = tx.exec_first::<Row, _, _>(FIND_LOGIN_USER, (record.openid,))? else {
             return Ok(Upserted::Gone);
         };
         let found = user(found);
+        if found.disabled {
+            return Ok(Upserted::Disabled(found));
+        }
         if self.options.events && found.uid == record.uid {
             let now = crate::clock::now();
             append(
