@@ -332,20 +332,26 @@ impl LoginService {
         let session = &exchange.session;
         let (status, profile, decrypted_unionid) = self.judge_profile(request, session)?;
         let unionid = session.unionid.clone().or(decrypted_unionid);
-        let user = self.store.upsert_login(&LoginRecord {
-            openid: &session.openid,
-            uid: &random_hex(16),
-            unionid: unionid.as_deref(),
-            profile: profile.as_ref(),
-            session_key: &session.session_key,
-        })?;
-        self.replay.finish(&exchange);
+        // The user's row, the code's outcome and the session: one transaction where the store
+        // can (one commit, not three); tokens are signed only once it is committed.
+        let draft = self.sessions.draft(client);
+        let user = self.store.write_login(
+            &LoginRecord {
+                openid: &session.openid,
+                uid: &random_hex(16),
+                unionid: unionid.as_deref(),
+                profile: profile.as_ref(),
+                session_key: &session.session_key,
+            },
+            self.replay.outcome(&exchange).as_ref(),
+            &draft.row(),
+        )?;
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
         let tokens = self
             .sessions
-            .start(&user.uid, &session.openid, unionid.as_deref(), client)?;
+            .issue(&draft, &user.uid, &session.openid, unionid.as_deref());
         Ok(LoginOutcome {
             tokens,
             profile: status,

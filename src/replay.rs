@@ -11,7 +11,7 @@
 
 use crate::error::Error;
 use crate::secret::hex;
-use crate::store::{CodeClaim, UserStore};
+use crate::store::{CodeClaim, CodeOutcome, UserStore};
 use crate::token::unix_now;
 use crate::wechat::{Session, WechatError};
 use sha2::{Digest, Sha256};
@@ -118,21 +118,16 @@ impl CodeReplay {
         }
     }
 
-    /// Keeps the outcome of `exchange` for retries, now that its user's row is written. A
-    /// failure here is logged, not returned: the login itself succeeded, and a retry then only
-    /// waits for the claim's bound and asks WeChat again.
-    pub fn finish(&self, exchange: &Exchange) {
-        let Some(hash) = &exchange.claim else {
-            return;
-        };
-        let until = unix_now() as i64 + self.window.as_secs() as i64;
-        let session = &exchange.session;
-        if let Err(e) =
-            self.store
-                .finish_code(hash, &session.openid, session.unionid.as_deref(), until)
-        {
-            log::warn!("could not keep a login code's outcome for retries: {e}");
-        }
+    /// What to keep of `exchange` for retries, written with its user's row (`write_login`):
+    /// `None` when this request did not claim the code. If that write fails, the claim stays
+    /// until its bound, and a retry then asks WeChat again.
+    pub fn outcome<'a>(&self, exchange: &'a Exchange) -> Option<CodeOutcome<'a>> {
+        let hash = exchange.claim.as_deref()?;
+        Some(CodeOutcome {
+            hash,
+            unionid: exchange.session.unionid.as_deref(),
+            remember_until: unix_now() as i64 + self.window.as_secs() as i64,
+        })
     }
 
     fn hash(&self, code: &str) -> String {

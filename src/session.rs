@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::keys;
 use crate::secret::{hex, random_hex, Secret};
 use crate::store::{
-    NewSession, RevokeReason, Rotation, SessionInfo, SessionState, StoreError, UserStore,
+    LoginSession, RevokeReason, Rotation, SessionInfo, SessionState, StoreError, UserStore,
 };
 use crate::token::{unix_now, Identity, TokenIssuer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,6 +53,33 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Seconds the refresh token has left.
     pub refresh_expires_in: u64,
+}
+
+/// A session about to be written: see `SessionService::draft`.
+pub struct SessionDraft<'c> {
+    id: String,
+    refresh_token: String,
+    refresh_hash: String,
+    now: i64,
+    expires_at: i64,
+    max_expires_at: i64,
+    user_agent: &'c str,
+    ip: &'c str,
+}
+
+impl SessionDraft<'_> {
+    /// The row to write, for any uid.
+    pub fn row(&self) -> LoginSession<'_> {
+        LoginSession {
+            id: &self.id,
+            created_at: self.now,
+            expires_at: self.expires_at,
+            max_expires_at: self.max_expires_at,
+            user_agent: self.user_agent,
+            ip: self.ip,
+            refresh_hash: &self.refresh_hash,
+        }
+    }
 }
 
 /// Who opened a session, as the session list shows it.
@@ -187,6 +214,14 @@ impl SessionService {
         unionid: Option<&str>,
         client: ClientInfo<'_>,
     ) -> Result<TokenPair, Error> {
+        let draft = self.draft(client);
+        self.store.create_session(&draft.row().for_user(uid))?;
+        Ok(self.issue(&draft, uid, openid, unionid))
+    }
+
+    /// A new session's identifiers and times, to be written (`SessionDraft::row`) before
+    /// `issue` signs its tokens.
+    pub fn draft<'c>(&self, client: ClientInfo<'c>) -> SessionDraft<'c> {
         let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
         let id = random_hex(16);
         let mut random = [0u8; 32];
@@ -194,22 +229,32 @@ impl SessionService {
         let refresh_token = format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
         let max_expires_at = now.saturating_add(secs(self.config.max_age));
         let expires_at = slide(now, self.config.refresh_ttl, max_expires_at);
-        self.store.create_session(&NewSession {
-            id: &id,
-            uid,
-            created_at: now,
+        SessionDraft {
+            refresh_hash: token_hash(&refresh_token),
+            id,
+            refresh_token,
+            now,
             expires_at,
             max_expires_at,
             user_agent: truncate(client.user_agent, MAX_USER_AGENT_CHARS),
             ip: truncate(client.ip, MAX_IP_CHARS),
-            refresh_hash: &token_hash(&refresh_token),
-        })?;
-        Ok(TokenPair {
-            access_token: self.tokens.issue(uid, &id, openid, unionid),
+        }
+    }
+
+    /// The tokens of a session `draft` whose row is committed.
+    pub fn issue(
+        &self,
+        draft: &SessionDraft<'_>,
+        uid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+    ) -> TokenPair {
+        TokenPair {
+            access_token: self.tokens.issue(uid, &draft.id, openid, unionid),
             expires_in: self.tokens.ttl().as_secs(),
-            refresh_token,
-            refresh_expires_in: remaining(expires_at, now),
-        })
+            refresh_token: draft.refresh_token.clone(),
+            refresh_expires_in: remaining(draft.expires_at, draft.now),
+        }
     }
 
     /// The refresh token that rotating `token` produces, the same on every node.

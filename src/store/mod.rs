@@ -52,6 +52,44 @@ pub struct NewSession<'a> {
     pub refresh_hash: &'a str,
 }
 
+/// A login's session before its user's uid is known (a returning user keeps the stored one):
+/// `NewSession` without the uid.
+#[derive(Debug, Clone)]
+pub struct LoginSession<'a> {
+    pub id: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub max_expires_at: i64,
+    pub user_agent: &'a str,
+    pub ip: &'a str,
+    pub refresh_hash: &'a str,
+}
+
+impl<'a> LoginSession<'a> {
+    /// The session row for the user `uid`.
+    pub fn for_user(&self, uid: &'a str) -> NewSession<'a> {
+        NewSession {
+            id: self.id,
+            uid,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            max_expires_at: self.max_expires_at,
+            user_agent: self.user_agent,
+            ip: self.ip,
+            refresh_hash: self.refresh_hash,
+        }
+    }
+}
+
+/// The outcome of a code this login claimed, kept for retries (see `UserStore::finish_code`).
+#[derive(Debug, Clone)]
+pub struct CodeOutcome<'a> {
+    pub hash: &'a str,
+    /// The unionid WeChat gave with the code (not one decrypted from the profile).
+    pub unionid: Option<&'a str>,
+    pub remember_until: i64,
+}
+
 /// What a login learns about the user it wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginUser {
@@ -367,6 +405,31 @@ pub trait UserStore: Send + Sync {
     /// `record.uid` for a new user (whose `user.created` event is written in the same
     /// transaction), the stored one for a returning user. A disabled user's row is not touched.
     fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError>;
+
+    /// Writes a whole login: the user's row (as `upsert_login`), the claimed code's outcome (as
+    /// `finish_code`, also for a disabled user) and, unless the user is disabled, the session
+    /// (as `create_session`, for the stored uid). A store that can do it in one transaction does
+    /// (one commit instead of three); the default runs the three in turn, and only logs a
+    /// failure to record the code's outcome. The caller signs tokens only once this returns.
+    fn write_login(
+        &self,
+        record: &LoginRecord<'_>,
+        code: Option<&CodeOutcome<'_>>,
+        session: &LoginSession<'_>,
+    ) -> Result<LoginUser, StoreError> {
+        let user = self.upsert_login(record)?;
+        if let Some(code) = code {
+            if let Err(e) =
+                self.finish_code(code.hash, record.openid, code.unionid, code.remember_until)
+            {
+                log::warn!("could not keep a login code's outcome for retries: {e}");
+            }
+        }
+        if !user.disabled {
+            self.create_session(&session.for_user(&user.uid))?;
+        }
+        Ok(user)
+    }
 
     /// Stores a new session, its first refresh token and the login's history row, in one
     /// transaction.

@@ -8,10 +8,11 @@
 use super::migrate::{self, Applied, Migration, Session};
 use super::{
     avatar_hash, is_disabled, is_duplicate_column, placeholders, Account, AvatarCheck, AvatarState,
-    Claim, CodeClaim, LoginEntry, LoginRecord, LoginUser, NewImage, NewSession, OutboxCounts,
-    OutboxDelivery, OutboxEvent, Purge, Purged, RefreshRecord, RevokeReason, Rotation, SessionInfo,
-    SessionState, SessionStateRow, Settle, Stats, StoreError, StoreOptions, UserStore, ACTIVE,
-    DISABLED, INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED, SETTLE_FAILED, SETTLE_RELEASED,
+    Claim, CodeClaim, CodeOutcome, LoginEntry, LoginRecord, LoginSession, LoginUser, NewImage,
+    NewSession, OutboxCounts, OutboxDelivery, OutboxEvent, Purge, Purged, RefreshRecord,
+    RevokeReason, Rotation, SessionInfo, SessionState, SessionStateRow, Settle, Stats, StoreError,
+    StoreOptions, UserStore, ACTIVE, DISABLED, INSERT_OUTBOX, OUTBOX_COUNTS, SETTLE_DELIVERED,
+    SETTLE_FAILED, SETTLE_RELEASED,
 };
 use crate::net::is_loopback_host;
 use crate::secret::Secret;
@@ -237,6 +238,99 @@ impl MysqlStore {
             in_use: &self.in_use,
         })
     }
+}
+
+/// What `MysqlStore::upsert_in` found.
+enum Upserted {
+    /// The row is written (inserted or updated), not yet committed.
+    Written(LoginUser),
+    /// The user is disabled: the row was left as it was.
+    Disabled(LoginUser),
+    /// The row vanished between the upsert and the read.
+    Gone,
+}
+
+fn row_gone() -> StoreError {
+    StoreError::Query("the upserted user row is gone".into())
+}
+
+impl MysqlStore {
+    /// `upsert_login`'s statements, in the caller's transaction (with the `user.created` event
+    /// for a new user).
+    fn upsert_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        record: &LoginRecord<'_>,
+    ) -> mysql::Result<Upserted> {
+        let empty = Profile::default();
+        let profile = record.profile.unwrap_or(&empty);
+        let params = (
+            record.openid,
+            record.unionid,
+            profile.nick_name.as_deref(),
+            profile.avatar_url.as_deref(),
+            profile.gender,
+            record.session_key.expose(),
+            record.uid,
+        );
+        type Row = (String, Option<String>, Option<i64>);
+        let user = |row: Row| LoginUser {
+            uid: row.0,
+            disabled: is_disabled(row.1.as_deref()),
+            erase_at: row.2,
+        };
+        // The upsert leaves a disabled account's row as it is (see upsert_login.sql), so one
+        // read after it tells both the uid and whether the account is disabled.
+        tx.exec_drop(UPSERT_LOGIN, params)?;
+        let Some(found) = tx.exec_first::<Row, _, _>(FIND_LOGIN_USER, (record.openid,))? else {
+            return Ok(Upserted::Gone);
+        };
+        let found = user(found);
+        if found.disabled {
+            return Ok(Upserted::Disabled(found));
+        }
+        if self.options.events && found.uid == record.uid {
+            let now = crate::clock::now();
+            append(
+                tx,
+                &OutboxEvent::user_created(&found.uid, record.openid, record.unionid, now),
+            )?;
+        }
+        Ok(Upserted::Written(found))
+    }
+}
+
+/// A new session, its first refresh token and the login's history row, in the caller's
+/// transaction.
+fn insert_session(tx: &mut Transaction<'_>, session: &NewSession<'_>) -> mysql::Result<()> {
+    tx.exec_drop(
+        INSERT_SESSION,
+        (
+            session.id,
+            session.uid,
+            session.created_at,
+            session.created_at,
+            session.expires_at,
+            session.max_expires_at,
+            session.user_agent,
+            session.ip,
+        ),
+    )?;
+    tx.exec_drop(
+        INSERT_REFRESH,
+        (session.refresh_hash, session.id, session.created_at),
+    )?;
+    tx.exec_drop(
+        INSERT_LOGIN,
+        (
+            session.uid,
+            session.created_at,
+            session.id,
+            session.ip,
+            session.user_agent,
+            "login",
+        ),
+    )
 }
 
 /// Upserts the user's avatar row as active.
@@ -532,44 +626,36 @@ impl UserStore for MysqlStore {
     }
 
     fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
-        let empty = Profile::default();
-        let profile = record.profile.unwrap_or(&empty);
-        let params = (
-            record.openid,
-            record.unionid,
-            profile.nick_name.as_deref(),
-            profile.avatar_url.as_deref(),
-            profile.gender,
-            record.session_key.expose(),
-            record.uid,
-        );
-        type Row = (String, Option<String>, Option<i64>);
-        let user = |row: Row| LoginUser {
-            uid: row.0,
-            disabled: is_disabled(row.1.as_deref()),
-            erase_at: row.2,
-        };
         self.run(|conn| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            let before: Option<Row> = tx.exec_first(FIND_LOGIN_USER, (record.openid,))?;
-            if let Some(found) = before.map(user).filter(|u| u.disabled) {
-                tx.rollback()?;
-                return Ok(Ok(found));
+            match self.upsert_in(&mut tx, record)? {
+                Upserted::Written(found) => tx.commit().map(|()| Ok(found)),
+                Upserted::Disabled(found) => tx.rollback().map(|()| Ok(found)),
+                Upserted::Gone => tx.rollback().map(|()| Err(row_gone())),
             }
-            tx.exec_drop(UPSERT_LOGIN, params)?;
-            let Some(found) = tx.exec_first::<Row, _, _>(FIND_LOGIN_USER, (record.openid,))? else {
-                tx.rollback()?;
-                return Ok(Err(StoreError::Query(
-                    "the upserted user row is gone".into(),
-                )));
+        })?
+    }
+
+    fn write_login(
+        &self,
+        record: &LoginRecord<'_>,
+        code: Option<&CodeOutcome<'_>>,
+        session: &LoginSession<'_>,
+    ) -> Result<LoginUser, StoreError> {
+        self.run(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let found = match self.upsert_in(&mut tx, record)? {
+                Upserted::Written(found) | Upserted::Disabled(found) => found,
+                Upserted::Gone => return tx.rollback().map(|()| Err(row_gone())),
             };
-            let found = user(found);
-            if self.options.events && found.uid == record.uid {
-                let now = crate::clock::now();
-                append(
-                    &mut tx,
-                    &OutboxEvent::user_created(&found.uid, record.openid, record.unionid, now),
+            if let Some(code) = code {
+                tx.exec_drop(
+                    FINISH_CODE,
+                    (record.openid, code.unionid, code.remember_until, code.hash),
                 )?;
+            }
+            if !found.disabled {
+                insert_session(&mut tx, &session.for_user(&found.uid))?;
             }
             tx.commit().map(|()| Ok(found))
         })?
@@ -578,34 +664,7 @@ impl UserStore for MysqlStore {
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
         self.run(|conn| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            tx.exec_drop(
-                INSERT_SESSION,
-                (
-                    session.id,
-                    session.uid,
-                    session.created_at,
-                    session.created_at,
-                    session.expires_at,
-                    session.max_expires_at,
-                    session.user_agent,
-                    session.ip,
-                ),
-            )?;
-            tx.exec_drop(
-                INSERT_REFRESH,
-                (session.refresh_hash, session.id, session.created_at),
-            )?;
-            tx.exec_drop(
-                INSERT_LOGIN,
-                (
-                    session.uid,
-                    session.created_at,
-                    session.id,
-                    session.ip,
-                    session.user_agent,
-                    "login",
-                ),
-            )?;
+            insert_session(&mut tx, session)?;
             tx.commit()
         })
     }

@@ -347,6 +347,14 @@ fn start_server(
 /// wxlogin's command, with `--threads` when given.
 fn wxlogin_command(bin_dir: &Path, threads: Option<usize>) -> Command {
     let mut command = Command::new(bin_dir.join("wxlogin"));
+    // Moderation (on by default) needs WeChat's push token and calls msgSecCheck per nickname;
+    // the peer does no moderation, and the bench measures the login path without it.
+    // Likewise the rate limits (per client address and per user, on by default): the load
+    // generator is one address logging in the same users over and over, and the peer has none.
+    command
+        .env("WXLOGIN_MODERATION", "off")
+        .env("WXLOGIN_RATE_LIMIT_BURST", "0")
+        .env("WXLOGIN_USER_RATE_LIMIT_BURST", "0");
     if let Some(threads) = threads {
         command.env("WXLOGIN_THREADS", threads.to_string());
     }
