@@ -541,9 +541,6 @@ pub trait UserStore: Send + Sync {
     /// Updates the profile fields that are `Some`; `false` when no such user exists.
     fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError>;
 
-    /// Stores an image under its content hash (a no-op when it is already there).
-    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError>;
-
     /// The image stored under `hash`, with its content type.
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
 

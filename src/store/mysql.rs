@@ -1099,10 +1099,6 @@ impl UserStore for MysqlStore {
         })
     }
 
-    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.run(|conn| conn.exec_drop(PUT_AVATAR, (hash, content_type, bytes)))
-    }
-
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.run(|conn| conn.exec_first(FIND_AVATAR, (hash,)))
     }

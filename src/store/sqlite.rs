@@ -1073,14 +1073,6 @@ impl UserStore for SqliteStore {
             .map_err(classify)
     }
 
-    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(PUT_AVATAR)
-            .and_then(|mut stmt| stmt.execute(params![hash, content_type, bytes]))
-            .map(|_| ())
-            .map_err(classify)
-    }
-
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.conn()?
             .prepare_cached(FIND_AVATAR)

@@ -322,9 +322,6 @@ impl UserStore for CountingStore {
     ) -> Result<(), StoreError> {
         self.inner.remember_media_verdict(hash, suggest, now)
     }
-    fn put_avatar(&self, hash: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.inner.put_avatar(hash, content_type, bytes)
-    }
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.image_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.find_avatar(hash)

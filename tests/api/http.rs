@@ -323,9 +323,6 @@ impl UserStore for DownStore {
     fn remember_media_verdict(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
-    }
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }

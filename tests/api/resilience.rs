@@ -173,9 +173,6 @@ impl UserStore for PanickingStore {
     fn remember_media_verdict(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
         panic!("bug in the store")
     }
-    fn put_avatar(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
-        panic!("bug in the store")
-    }
     fn find_avatar(&self, _: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Ok(None)
     }
