@@ -28,7 +28,7 @@ pub enum Deletion {
     Erased,
 }
 
-/// The account use cases, shared by every worker and by the admin command.
+/// The account use cases, shared by every connection and by the admin command.
 pub struct AccountService {
     store: Arc<dyn UserStore>,
     sessions: Arc<SessionService>,

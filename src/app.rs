@@ -39,11 +39,11 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// Opens the store named by `DATABASE_URL`, bringing its schema up to date; it writes events
-/// when a webhook is configured. The pool holds at most one connection per worker (a worker runs
-/// one request at a time, so more could never be used) and one for the sweep.
+/// when a webhook is configured. The pool holds at most one connection per client connection (a
+/// connection runs one request at a time, so more could never be used) and one for the sweep.
 pub fn open_store(config: &Config) -> Result<Arc<dyn UserStore>, StartError> {
     let options = StoreOptions {
-        max_connections: (config.threads + 1).min(StoreOptions::default().max_connections),
+        max_connections: (config.max_connections + 1).min(StoreOptions::default().max_connections),
         events: config.webhook.is_some(),
         ..StoreOptions::default()
     };
@@ -51,7 +51,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn UserStore>, StartError> {
     Ok(Arc::from(store))
 }
 
-/// Everything a request handler needs, shared by all workers.
+/// Everything a request handler needs, shared by every connection.
 pub struct App {
     pub(crate) login: LoginService,
     pub(crate) phone: PhoneService,

@@ -45,17 +45,17 @@ pub const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 pub const STORED_SIDE: u32 = 640;
 /// JPEG quality of what we store: no visible loss at avatar sizes.
 const JPEG_QUALITY: u8 = 85;
-/// Uploads decoded at the same time. With 256 workers, unbounded decoding could hold 256 ×
+/// Uploads decoded at the same time. With 1,024 connections, unbounded decoding could hold 1,024 ×
 /// ~90 MiB; decoding is CPU-bound, so a small bound costs no throughput and caps the memory
 /// every upload in flight can take at once.
 const CONCURRENT_DECODES: usize = 2;
-/// Stack of the thread each upload is decoded on. Workers have 256 KiB, which is not enough:
+/// Stack of the thread each upload is decoded on. Connection threads have 256 KiB, which is not enough:
 /// measured on a 1500×1100 image of each type, decoding, scaling and encoding needs under
 /// 128 KiB optimised but between 256 and 512 KiB in a debug build (a translucent PNG, written
 /// as PNG again, overflowed 256 KiB), and what a codec needs can depend on the file. A thread of its own with room to spare is
 /// cheap next to a decode (its stack is reserved, not touched, and at most
-/// [`CONCURRENT_DECODES`] exist), leaves the 256 workers small, and keeps a decoder panic off
-/// the worker.
+/// [`CONCURRENT_DECODES`] exist), leaves the connection threads small, and keeps a decoder panic
+/// off the connection's thread.
 const DECODE_STACK_BYTES: usize = 2 * 1024 * 1024;
 /// `wx.uploadFile`'s usual file field name.
 const FILE_FIELD: &str = "file";
@@ -437,7 +437,7 @@ mod tests {
     /// uploads of every type must still go through from such a thread, because the decoding
     /// runs on a thread of its own.
     #[test]
-    fn every_type_is_decoded_from_a_thread_with_a_workers_stack() {
+    fn every_type_is_decoded_from_a_thread_with_a_connection_stack() {
         let translucent = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(800, 300, |x, y| {
             image::Rgba([(x % 256) as u8, (y % 256) as u8, 90, (x % 200) as u8])
         }));

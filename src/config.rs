@@ -18,9 +18,10 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8888";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 /// SQLite file used when `DATABASE_URL` is not set, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://wxlogin.db";
-/// Worker threads. A worker is blocked for the whole upstream round trip (50–300 ms on real
-/// WeChat), so throughput is roughly `threads / latency`: 256 threads keep 256 logins in flight.
-pub const DEFAULT_THREADS: usize = 256;
+/// Default `WXLOGIN_MAX_CONNECTIONS`. Each open connection has a thread of its own that runs its
+/// requests, blocked for the whole WeChat round trip (50–300 ms on real WeChat), so this is also
+/// how many logins can be in flight at once: 1,024 threads with small stacks fit a small VPS.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default bound on the whole jscode2session round trip.
 pub const DEFAULT_WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default access-token lifetime: short, because a refresh token renews it and a stolen access
@@ -184,7 +185,10 @@ pub struct WebhookConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: SocketAddr,
-    pub threads: usize,
+    /// `WXLOGIN_THREADS`, which no longer sizes anything but the default connection cap of a
+    /// deployment that still sets it (there is no worker pool since connections run their own
+    /// requests); start-up warns about it.
+    pub legacy_threads: Option<usize>,
     pub wechat: WechatConfig,
     pub jwt: JwtConfig,
     pub sessions: SessionConfig,
@@ -209,8 +213,8 @@ pub struct Config {
     /// How long a shutdown waits for requests in flight (`WXLOGIN_DRAIN_TIMEOUT`).
     pub drain_timeout: Duration,
     /// From a request's first byte, how long its head and body may take to arrive
-    /// (`WXLOGIN_BODY_TIMEOUT`); a body still incomplete then is answered 408. Requests reach a
-    /// worker only once read, so a slow client never holds one.
+    /// (`WXLOGIN_BODY_TIMEOUT`); a body still incomplete then is answered 408. A request reaches
+    /// its handler only once read, so a slow client holds nothing but its own connection.
     pub body_timeout: Duration,
     /// Open client connections at most (`WXLOGIN_MAX_CONNECTIONS`); each has a thread of its
     /// own while open, and a connection beyond the cap is answered 503 and closed at once.
@@ -231,9 +235,9 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// are 60s each, per read; this one bounds the whole request).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default `WXLOGIN_MAX_CONNECTIONS`, per worker thread: room for idle keep-alive connections
-/// beside the busy ones, within a thread budget that a small VPS (and `TasksMax`) allows.
-pub const DEFAULT_CONNECTIONS_PER_THREAD: usize = 4;
+/// The connection cap per `WXLOGIN_THREADS` of a deployment that still sets it, as when that
+/// variable sized a worker pool: its capacity stays what it was.
+pub const LEGACY_CONNECTIONS_PER_THREAD: usize = 4;
 
 /// Default `WXLOGIN_DRAIN_TIMEOUT`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -262,13 +266,13 @@ impl Config {
             format!("WXLOGIN_BIND: {bind_text:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8888 or 0.0.0.0:8888")
         })?;
 
-        let threads = match get("WXLOGIN_THREADS") {
-            None => DEFAULT_THREADS,
+        let legacy_threads = match get("WXLOGIN_THREADS") {
+            None => None,
             Some(text) => match text.trim().parse::<usize>() {
-                Ok(n) if (1..=4096).contains(&n) => n,
+                Ok(n) if (1..=4096).contains(&n) => Some(n),
                 _ => {
                     return Err(format!(
-                        "WXLOGIN_THREADS: {text:?} is not a thread count; use a whole number from 1 to 4096 (default {DEFAULT_THREADS})"
+                        "WXLOGIN_THREADS: {text:?} is not a thread count; remove the variable (it is no longer used: WXLOGIN_MAX_CONNECTIONS bounds requests in flight), or use a whole number from 1 to 4096"
                     ))
                 }
             },
@@ -375,12 +379,12 @@ impl Config {
         };
 
         let max_connections = match get("WXLOGIN_MAX_CONNECTIONS") {
-            None => threads * DEFAULT_CONNECTIONS_PER_THREAD,
+            None => legacy_threads
+                .map_or(DEFAULT_MAX_CONNECTIONS, |n| n * LEGACY_CONNECTIONS_PER_THREAD),
             Some(text) => match text.trim().parse::<usize>() {
                 Ok(n) if (1..=65_536).contains(&n) => n,
                 _ => return Err(format!(
-                    "WXLOGIN_MAX_CONNECTIONS: {text:?} is not a connection count; use a whole number from 1 to 65536 (default {DEFAULT_CONNECTIONS_PER_THREAD} per worker thread, {})",
-                    threads * DEFAULT_CONNECTIONS_PER_THREAD
+                    "WXLOGIN_MAX_CONNECTIONS: {text:?} is not a connection count; use a whole number from 1 to 65536 (default {DEFAULT_MAX_CONNECTIONS})"
                 )),
             },
         };
@@ -555,7 +559,7 @@ impl Config {
 
         Ok(Config {
             bind,
-            threads,
+            legacy_threads,
             wechat: WechatConfig {
                 appid: appid.trim().to_string(),
                 secret: Secret::new(secret.trim()),
@@ -599,9 +603,15 @@ impl Config {
                 self.wechat.api_base
             ));
         }
+        if let Some(threads) = self.legacy_threads {
+            warnings.push(format!(
+                "WXLOGIN_THREADS={threads} is no longer used: each connection's thread runs its own requests, and WXLOGIN_MAX_CONNECTIONS (now {}) bounds connections and requests in flight; remove WXLOGIN_THREADS",
+                self.max_connections
+            ));
+        }
         if !self.bind.ip().is_loopback() {
             warnings.push(format!(
-                "WXLOGIN_BIND={} is reachable from other machines, but wxlogin has no TLS and no limits on slow clients, headers or connections: bind it to 127.0.0.1 and put it behind the TLS proxy (deploy/nginx)",
+                "WXLOGIN_BIND={} is reachable from other machines, but wxlogin has no TLS: bind it to 127.0.0.1 and put it behind the TLS proxy (deploy/nginx)",
                 self.bind
             ));
         }
@@ -811,7 +821,8 @@ mod tests {
     fn defaults_apply_when_only_credentials_are_set() {
         let c = config(REAL).unwrap();
         assert_eq!(c.bind.to_string(), DEFAULT_BIND);
-        assert_eq!(c.threads, DEFAULT_THREADS);
+        assert_eq!(c.legacy_threads, None);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(c.wechat.api_base, DEFAULT_WECHAT_API_BASE);
         assert_eq!(c.jwt.ttl, DEFAULT_JWT_TTL);
         assert_eq!(
@@ -1239,6 +1250,37 @@ mod tests {
                 .iter()
                 .any(|w| w.starts_with("WXLOGIN_BIND") && w.contains("TLS proxy"));
             assert_eq!(found, warned, "bind {bind}: warnings {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn a_legacy_thread_count_keeps_its_connection_cap_and_is_warned_about() {
+        let cases = [
+            (&[][..], DEFAULT_MAX_CONNECTIONS, false, "neither set"),
+            (
+                &[("WXLOGIN_THREADS", "64")][..],
+                256,
+                true,
+                "threads alone: 4 × 64",
+            ),
+            (
+                &[
+                    ("WXLOGIN_THREADS", "64"),
+                    ("WXLOGIN_MAX_CONNECTIONS", "100"),
+                ][..],
+                100,
+                true,
+                "an explicit cap wins",
+            ),
+        ];
+        for (vars, connections, warned, why) in cases {
+            let c = config(&with(vars)).unwrap();
+            assert_eq!(c.max_connections, connections, "{why}");
+            let warnings = c.startup_warnings();
+            let found = warnings
+                .iter()
+                .any(|w| w.starts_with("WXLOGIN_THREADS") && w.contains("WXLOGIN_MAX_CONNECTIONS"));
+            assert_eq!(found, warned, "{why}: {warnings:?}");
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum Error {
     Push(PushError),
     /// The database could not be used.
     Store(StoreError),
+    /// The request arrived after this node began to shut down: another node (or this one,
+    /// restarted) answers the retry.
+    ShuttingDown,
     /// A bug: a panic in a handler or an invariant that did not hold.
     Internal(String),
 }
@@ -89,7 +92,7 @@ impl Error {
             Error::RateLimited { .. } => 429,
             Error::AccountDisabled | Error::CodeOfAnotherUser => 403,
             Error::ContentRejected { .. } | Error::ImageRejected => 422,
-            Error::ModerationUnavailable => 503,
+            Error::ModerationUnavailable | Error::ShuttingDown => 503,
             Error::Push(_) => 401,
             Error::Wechat(WechatError::Rejected { errcode, .. }) => match errcode {
                 40029 | 40163 => 401,
@@ -145,6 +148,7 @@ impl Error {
                 "WeChat's content check is unavailable, so nothing was changed; retry shortly".into()
             }
             Error::Push(why) => why.reason().into(),
+            Error::ShuttingDown => "the server is shutting down; retry".into(),
             Error::RateLimited { retry_after } => {
                 format!("too many requests; retry in {retry_after} s")
             }
@@ -175,9 +179,10 @@ impl Error {
 
     /// Headers the answer needs beyond the ones every answer gets: the methods a route takes
     /// (RFC 9110 requires `Allow` on a 405), `Connection: close` after an oversized body, whose
-    /// unread rest is not worth reading on this connection, and the bearer challenge of a refused
-    /// access token (RFC 6750 §3; forward-auth proxies relay it), and when to retry after our
-    /// own rate limit (RFC 9110 `Retry-After`, whole seconds, which clients and proxies honour).
+    /// unread rest is not worth reading on this connection, and at shutdown; the bearer
+    /// challenge of a refused access token (RFC 6750 §3; forward-auth proxies relay it), and
+    /// when to retry after our own rate limit or a shutdown (RFC 9110 `Retry-After`, whole
+    /// seconds, which clients and proxies honour).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
@@ -186,6 +191,9 @@ impl Error {
             }
             Error::PayloadTooLarge { .. } => vec![("Connection", "close".into())],
             Error::RateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
+            Error::ShuttingDown => {
+                vec![("Retry-After", "1".into()), ("Connection", "close".into())]
+            }
             _ => Vec::new(),
         }
     }
@@ -212,6 +220,7 @@ impl Error {
             | Error::RateLimited { .. } => log::Level::Info,
             Error::AccountDisabled | Error::CodeOfAnotherUser => log::Level::Info,
             Error::ModerationUnavailable => log::Level::Warn,
+            Error::ShuttingDown => log::Level::Info,
             // Someone probing the push URL, or a push token that differs from the console's.
             Error::Push(_) => log::Level::Warn,
             // Possibly a stolen token: worth an operator's look.
@@ -318,6 +327,7 @@ impl fmt::Display for Error {
             Error::Wechat(e) => write!(f, "wechat: {e}"),
             Error::Phone(e) => write!(f, "wechat phone number: {e}"),
             Error::Store(e) => write!(f, "store: {e}"),
+            Error::ShuttingDown => f.write_str("arrived during shutdown"),
             Error::Internal(m) => write!(f, "internal: {m}"),
         }
     }

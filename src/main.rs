@@ -32,9 +32,9 @@ fn main() -> ExitCode {
         }
     };
     log::info!(
-        "starting: bind={} threads={} upstream={} database={:?}",
+        "starting: bind={} max_connections={} upstream={} database={:?}",
         config.bind,
-        config.threads,
+        config.max_connections,
         config.wechat.api_base,
         config.database_url
     );

@@ -10,7 +10,7 @@
 //! Every count lives in this process: a cluster of `n` nodes lets through up to `n` times the
 //! limit, as nginx's `limit_req` does.
 //!
-//! This runs on every login, from up to 256 workers at once, so the buckets are split into
+//! This runs on every login, from up to 1,024 connections at once, so the buckets are split into
 //! shards by key hash, each behind its own mutex, and a check is a hash, a lock and a few float
 //! operations. Memory is bounded: each shard holds at most its share of [`MAX_KEYS`]; a full shard
 //! first forgets buckets that have refilled (a full bucket and no bucket are the same), then the
@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Shards per limiter: far more than the cores, so 256 workers rarely wait on one lock.
+/// Shards per limiter: far more than the cores, so concurrent requests rarely wait on one lock.
 const SHARDS: usize = 64;
 /// Keys one limiter remembers at most (a bucket is under 100 bytes: a few MiB at worst).
 pub const MAX_KEYS: usize = 65_536;

@@ -171,7 +171,7 @@ impl RevocationCache {
     }
 }
 
-/// The session use cases, shared by every worker.
+/// The session use cases, shared by every connection.
 pub struct SessionService {
     store: Arc<dyn UserStore>,
     tokens: Arc<TokenIssuer>,

@@ -198,7 +198,7 @@ impl Route {
     }
 
     /// The largest body this route reads: tiny_http's connection threads refuse a longer one
-    /// before any worker sees it.
+    /// before its handler runs.
     pub fn body_limit(self, default: usize) -> usize {
         match self {
             Route::AvatarUpload => avatar::MAX_UPLOAD_BODY_BYTES,

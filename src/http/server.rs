@@ -1,11 +1,14 @@
-//! The server's lifecycle: bind, a fixed pool of workers, per-request panic isolation and
-//! logging, and a graceful drain at shutdown.
+//! The server's lifecycle: bind, per-request panic isolation and logging, and a graceful drain
+//! at shutdown.
 //!
-//! tiny_http accepts connections and parses requests on its own threads; a fixed pool of worker
-//! threads takes requests from it and runs each handler to completion, blocking on WeChat and the
-//! database. Every handler runs under `catch_unwind`, so a bug becomes a 500 for that request and
-//! the worker lives on. Every answer carries an `X-Request-Id`, and every request leaves one access
-//! log line; failures also leave a line with their cause under the same id.
+//! tiny_http gives each connection a thread of its own, which reads a request whole (a slow
+//! client only ever holds its own thread) and then runs the handler right there, blocking on
+//! WeChat and the database, and writes its answer. There is no hand-off to a worker pool: a
+//! login costs no thread switch beyond its own blocking calls, and as many logins wait on WeChat
+//! at once as there are connections (`WXLOGIN_MAX_CONNECTIONS`). Every handler runs under
+//! `catch_unwind`, so a bug becomes a 500 for that request and the connection lives on. Every
+//! answer carries an `X-Request-Id`, and every request leaves one access log line; failures also
+//! leave a line with their cause under the same id.
 
 use super::request::{self, RequestIds};
 use super::routes::{Reply, Route, UNMATCHED};
@@ -15,22 +18,52 @@ use crate::error::Error;
 use crate::store::UserStore;
 use crate::sweep::{SweepConfig, Sweeper};
 use crate::webhooks::{Delivery, WebhookWorker};
+use std::any::Any;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response};
 
-/// Workers only hold a small stack: handlers parse small bodies and make blocking calls.
-const WORKER_STACK_BYTES: usize = 256 * 1024;
+/// Connection threads only hold a small stack: handlers parse small bodies, decode bounded
+/// images and make blocking calls.
+const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 
-/// What every worker shares: the services, and the source of request ids.
+/// How often the drain looks whether the requests in flight have finished.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// What every connection's handler shares: the services, the source of request ids, and the
+/// shutdown gate.
 struct Shared {
     app: App,
     request_ids: RequestIds,
+    /// Set when shutdown begins: requests read from then on are answered 503.
+    stopping: AtomicBool,
+    /// Requests admitted and not yet written back, for the drain to wait on.
+    in_flight: AtomicUsize,
+}
+
+impl Shared {
+    /// Admits a request unless shutdown has begun; the guard counts it in flight until its
+    /// answer is written. Counting before looking at `stopping` means the drain, which sets
+    /// `stopping` before it counts, waits for every request admitted.
+    fn admit(self: &Arc<Shared>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.clone());
+        (!self.stopping.load(Ordering::SeqCst)).then_some(guard)
+    }
+}
+
+/// One request in flight; dropped once its answer is written (see [`tiny_http::Handler`]).
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running server. Dropping it shuts it down gracefully.
@@ -40,10 +73,8 @@ pub struct Server {
     /// Our handle on tiny_http's listening socket, to stop accepting at shutdown.
     listener: TcpListener,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
-    /// Workers still running, to wait for them with a deadline.
-    running: Arc<(Mutex<usize>, Condvar)>,
+    /// The thread that hears from tiny_http when its accept loop ends.
+    watcher: Option<JoinHandle<()>>,
     /// Set when tiny_http's accept loop died (it stops for good on any accept error, such as
     /// running out of file descriptors): the process can no longer serve and should exit.
     listener_failed: Arc<AtomicBool>,
@@ -85,11 +116,8 @@ impl Server {
             .map_err(|e| bind_error(&e))?;
         let addr = listener.local_addr().map_err(|e| bind_error(&e))?;
         let our_handle = listener.try_clone().map_err(|e| bind_error(&e))?;
-        let http = Arc::new(
-            tiny_http::Server::from_listener_with_limits(listener, None, http_limits(config))
-                .map_err(|e| bind_error(&e))?,
-        );
         app.profiles.served_at(format!("http://{addr}"));
+        app.moderation.served_at(format!("http://{addr}"));
         let sweeper = Sweeper::start(
             app.store.clone(),
             SweepConfig {
@@ -108,30 +136,28 @@ impl Server {
             })
             .transpose()
             .map_err(|e| StartError::Bind(format!("cannot start the webhook thread: {e}")))?;
-        app.moderation.served_at(format!("http://{addr}"));
         let shared = Arc::new(Shared {
             app,
             request_ids: RequestIds::new(),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         });
-        let stopping = Arc::new(AtomicBool::new(false));
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with_limits(
+                listener,
+                None,
+                http_limits(config, Arc::downgrade(&shared)),
+            )
+            .map_err(|e| bind_error(&e))?,
+        );
         let listener_failed = Arc::new(AtomicBool::new(false));
-        let running = Arc::new((Mutex::new(config.threads), Condvar::new()));
-        let mut workers = Vec::with_capacity(config.threads);
-        for n in 0..config.threads {
-            let (http, shared, stopping) = (http.clone(), shared.clone(), stopping.clone());
-            let (running, listener_failed) = (running.clone(), listener_failed.clone());
-            let worker = std::thread::Builder::new()
-                .name(format!("wxlogin-worker-{n}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || {
-                    work(&http, &shared, &stopping, &listener_failed);
-                    let (count, changed) = &*running;
-                    *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-                    changed.notify_all();
-                })
-                .map_err(|e| StartError::Bind(format!("cannot start worker threads: {e}")))?;
-            workers.push(worker);
-        }
+        let watcher = {
+            let (http, shared, failed) = (http.clone(), shared.clone(), listener_failed.clone());
+            std::thread::Builder::new()
+                .name("wxlogin-listener".into())
+                .spawn(move || watch(&http, &shared.stopping, &failed))
+                .map_err(|e| StartError::Bind(format!("cannot start the listener watch: {e}")))?
+        };
         let resubmitter = if shared.app.moderation.enabled() {
             Some(start_resubmitter(shared.clone()).map_err(|e| {
                 StartError::Bind(format!("cannot start the moderation thread: {e}"))
@@ -145,9 +171,7 @@ impl Server {
             http,
             listener: our_handle,
             shared,
-            workers,
-            stopping,
-            running,
+            watcher: Some(watcher),
             listener_failed,
             drain_timeout: config.drain_timeout,
             sweeper,
@@ -172,14 +196,14 @@ impl Server {
         self.listener_failed.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting connections, lets the workers finish every request already received
-    /// for up to `WXLOGIN_DRAIN_TIMEOUT`, and returns whether they all finished in time.
+    /// Stops accepting connections, lets every request already admitted finish and be written
+    /// back for up to `WXLOGIN_DRAIN_TIMEOUT`, and returns whether they all did in time.
     pub fn shutdown(mut self) -> bool {
         self.drain()
     }
 
     fn drain(&mut self) -> bool {
-        if self.stopping.swap(true, Ordering::SeqCst) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return true;
         }
         self.sweeper.stop();
@@ -195,31 +219,26 @@ impl Server {
         // connections are refused at once instead of queued behind the drain.
         crate::logging::expect_closed_listener();
         let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
-        // Each worker leaves after an unblock; requests received before them are served first.
-        for _ in 0..self.workers.len() {
-            self.http.unblock();
+        self.http.unblock();
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
         }
+        // Requests admitted before `stopping` was set finish and are written back; any read
+        // after it is answered 503 with `Connection: close`.
         let deadline = Instant::now() + self.drain_timeout;
-        let (count, changed) = &*self.running;
-        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
-        while *running > 0 {
-            let now = Instant::now();
-            if now >= deadline {
+        loop {
+            let running = self.shared.in_flight.load(Ordering::SeqCst);
+            if running == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
                 log::warn!(
-                    "shutdown: {} request(s) still running after the {:?} drain; leaving them",
-                    *running,
+                    "shutdown: {running} request(s) still running after the {:?} drain; leaving them",
                     self.drain_timeout
                 );
                 return false;
             }
-            running = changed
-                .wait_timeout(running, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        drop(running);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+            std::thread::sleep(DRAIN_POLL);
         }
         if let Some(mut webhooks) = self.webhooks.take() {
             webhooks.stop();
@@ -252,10 +271,14 @@ fn start_resubmitter(shared: Arc<Shared>) -> std::io::Result<(JoinHandle<()>, mp
     Ok((thread, stop))
 }
 
-/// What tiny_http's connection threads enforce before a request reaches a worker: the
-/// connection cap, the whole-request deadline, and each route's body limit, so a body is read in
-/// full (or refused) before any worker sees it.
-fn http_limits(config: &Config) -> tiny_http::Limits {
+/// What tiny_http's connection threads enforce before a request reaches its handler (the
+/// connection cap, the whole-request deadline, and each route's body limit, so a body is read
+/// in full or refused before any handler sees it), and the handler they run.
+///
+/// The handler holds the shared services weakly: once the server is dropped, a connection that
+/// is still open (an idle keep-alive one waiting out its timeout) does not keep the store and
+/// its pool alive.
+fn http_limits(config: &Config, shared: Weak<Shared>) -> tiny_http::Limits {
     let max_body_bytes = config.max_body_bytes;
     tiny_http::Limits {
         max_connections: config.max_connections,
@@ -264,32 +287,45 @@ fn http_limits(config: &Config) -> tiny_http::Limits {
             let path = url.split('?').next().unwrap_or("");
             Route::of(path).map_or(max_body_bytes, |route| route.body_limit(max_body_bytes))
         }),
-        thread_stack_bytes: WORKER_STACK_BYTES,
+        thread_stack_bytes: CONNECTION_STACK_BYTES,
+        handler: Some(Arc::new(move |request| dispatch(&shared, request))),
     }
 }
 
-/// One worker: take a request, answer it, repeat until an unblock arrives after shutdown began.
-/// Outside shutdown, an error from `recv` is tiny_http reporting that its accept loop died.
-fn work(
-    http: &tiny_http::Server,
-    shared: &Shared,
-    stopping: &AtomicBool,
-    listener_failed: &AtomicBool,
-) {
+/// Runs on the connection's thread for each request read whole: answers it, or refuses it with
+/// a 503 once shutdown has begun. Returns the in-flight guard, which tiny_http drops after the
+/// answer is written.
+fn dispatch(shared: &Weak<Shared>, request: Request) -> Option<Box<dyn Any>> {
+    let Some(shared) = shared.upgrade() else {
+        respond(request, Reply::error(&Error::ShuttingDown), None);
+        return None;
+    };
+    let admitted = shared.admit();
+    serve(&shared, request, admitted.is_some());
+    admitted.map(|guard| Box::new(guard) as Box<dyn Any>)
+}
+
+/// Waits on tiny_http's queue, which in this mode carries no requests, only the news that its
+/// accept loop ended; returns at shutdown.
+fn watch(http: &tiny_http::Server, stopping: &AtomicBool, listener_failed: &AtomicBool) {
     loop {
         match http.recv() {
-            Ok(request) => serve(shared, request),
             Err(_) if stopping.load(Ordering::SeqCst) => break,
             Err(e) => {
                 log::error!("the listener failed and accepts no more connections: {e}");
                 listener_failed.store(true, Ordering::SeqCst);
             }
+            Ok(request) => {
+                // Unreachable with a handler set; answered rather than dropped all the same.
+                respond(request, Reply::error(&Error::ShuttingDown), None);
+            }
         }
     }
 }
 
-/// Answers one request, whatever happens inside the handler.
-fn serve(shared: &Shared, mut request: Request) {
+/// Answers one request, whatever happens inside the handler; a request not `admitted` (read
+/// after shutdown began) is answered 503.
+fn serve(shared: &Shared, mut request: Request, admitted: bool) {
     let app = &shared.app;
     let started = Instant::now();
     let id = shared.request_ids.next(&request);
@@ -299,6 +335,7 @@ fn serve(shared: &Shared, mut request: Request) {
     let label = route.map_or(UNMATCHED, Route::label);
 
     let outcome = catch_unwind(AssertUnwindSafe(|| match route {
+        _ if !admitted => Err(Error::ShuttingDown),
         Some(route) => route.handle(app, &mut request, &id),
         None => Err(Error::NotFound),
     }));
@@ -323,25 +360,37 @@ fn serve(shared: &Shared, mut request: Request) {
         }
     };
 
-    let status = reply.status;
-    let mut response = Response::from_data(reply.body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", reply.content_type))
-        .with_header(header("X-Request-Id", &id));
-    for (name, value) in &reply.headers {
-        response = response.with_header(header(name, value));
+    let mut reply = reply;
+    let closes = reply.headers.iter().any(|(name, _)| *name == "Connection");
+    if shared.stopping.load(Ordering::SeqCst) && !closes {
+        // The client's next request would find this node gone: it should open a new connection.
+        reply.headers.push(("Connection", "close".into()));
     }
     // Logged before the answer leaves: the connection's thread writes it to the client, so a
     // client that has its answer also finds its access log line and metric.
-    let took = started.elapsed();
+    let (status, took) = (reply.status, started.elapsed());
     app.metrics.observe_request(label, status, took);
     log::info!(
         target: "wxlogin::access",
         "{id} {method} {label} {status} {:.1}ms {client}",
         took.as_secs_f64() * 1000.0
     );
+    respond(request, reply, Some(&id));
+}
+
+/// Hands `reply` to tiny_http, which writes it once the handler returns.
+fn respond(request: Request, reply: Reply, id: Option<&str>) {
+    let mut response = Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header("Content-Type", reply.content_type));
+    if let Some(id) = id {
+        response = response.with_header(header("X-Request-Id", id));
+    }
+    for (name, value) in &reply.headers {
+        response = response.with_header(header(name, value));
+    }
     if let Err(e) = request.respond(response) {
-        log::debug!("{id} could not send the answer: {e}");
+        log::debug!("{} could not send the answer: {e}", id.unwrap_or("-"));
     }
 }
 

@@ -398,7 +398,7 @@ impl AppBuilder {
     pub fn new(upstream: &str, db: &TestDb, secrets: Secrets) -> AppBuilder {
         let vars = [
             ("WXLOGIN_BIND", "127.0.0.1:0".to_string()),
-            ("WXLOGIN_THREADS", "64".into()),
+            ("WXLOGIN_MAX_CONNECTIONS", "256".into()),
             ("WECHAT_APPID", secrets.appid.clone()),
             ("WECHAT_SECRET", secrets.wechat_secret.clone()),
             ("WECHAT_API_BASE", upstream.to_string()),
@@ -696,7 +696,7 @@ impl Binary {
         command
             .env_clear()
             .env("WXLOGIN_BIND", "127.0.0.1:0")
-            .env("WXLOGIN_THREADS", "8")
+            .env("WXLOGIN_MAX_CONNECTIONS", "32")
             .env("WECHAT_API_BASE", upstream)
             .env("WECHAT_APPID", "wxbinary")
             .env("WECHAT_SECRET", "s")

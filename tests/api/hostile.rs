@@ -60,7 +60,7 @@ struct Service {
 }
 
 impl Service {
-    /// Starts the binary with `vars` on top of a small default configuration (4 workers).
+    /// Starts the binary with `vars` on top of a small default configuration (16 connections).
     fn start(vars: &[(&str, &str)]) -> Service {
         Service::start_with(&[], vars, TestDb::sqlite())
     }
@@ -73,7 +73,10 @@ impl Service {
             ResponseTemplate::new(200)
                 .set_body_json(json!({"openid": "o-hostile", "session_key": "a2V5"})),
         );
-        let mut all = vec![("WXLOGIN_THREADS", "4"), ("WECHAT_APPID", "wxhostile")];
+        let mut all = vec![
+            ("WXLOGIN_MAX_CONNECTIONS", "16"),
+            ("WECHAT_APPID", "wxhostile"),
+        ];
         all.extend_from_slice(vars);
         let binary = Binary::start(launcher, &wechat.uri(), &db, &all);
         let addr = binary.addr();
@@ -548,14 +551,13 @@ fn oversized_heads_get_431_and_the_connection_closes() {
 }
 
 #[test]
-fn slow_bodies_hold_no_worker_and_each_gets_408() {
+fn slow_bodies_hold_only_their_own_connection_and_each_gets_408() {
     let mut service = Service::start(&[
-        ("WXLOGIN_THREADS", "4"),
         ("WXLOGIN_MAX_CONNECTIONS", "200"),
         ("WXLOGIN_BODY_TIMEOUT", "3s"),
     ]);
     let timeout = 3 * SECOND;
-    // 40 logins, ten per worker, each sending 5 bytes of the 5000 its head announces.
+    // 40 logins, each sending 5 bytes of the 5000 its head announces.
     let opening = format!("{}code=", login_head(5000));
     let mut slow: Vec<(TcpStream, Instant)> = (0..40)
         .map(|_| {
@@ -566,7 +568,7 @@ fn slow_bodies_hold_no_worker_and_each_gets_408() {
         })
         .collect();
 
-    let while_hanging = "while 40 slow bodies hang on 4 workers";
+    let while_hanging = "while 40 slow bodies hang";
     service.get_within_a_second("/healthz", while_hanging);
     service.get_within_a_second("/readyz", while_hanging);
     service.login_within_a_second(while_hanging);
@@ -637,7 +639,7 @@ fn a_trickling_client_gets_408_at_the_deadline_not_later() {
 
 #[test]
 fn beyond_the_connection_cap_a_connection_gets_503_at_once() {
-    let mut service = Service::start(&[("WXLOGIN_THREADS", "4"), ("WXLOGIN_MAX_CONNECTIONS", "5")]);
+    let mut service = Service::start(&[("WXLOGIN_MAX_CONNECTIONS", "5")]);
     // The warm-up's connections are closed for good before counting to the cap.
     service.assert_settled("before holding connections");
     let mut held: Vec<TcpStream> = (0..5)
@@ -939,7 +941,7 @@ fn a_connection_thread_that_cannot_start_refuses_only_that_connection() {
     service.assert_recovered("after connection threads could not start");
 
     // At the limit again, with one connection thread idle for the login's connection: the
-    // login must not fail inside the server, since its worker exists and a WeChat call needs no
+    // login must not fail inside the server, since its connection thread exists and a WeChat call needs no
     // thread of its own.
     let (mut held, _) = hold_until_refused(service.addr, "at the thread limit again");
     drop(held.pop());

@@ -185,17 +185,16 @@ impl UserStore for PanickingStore {
 }
 
 #[test]
-fn a_panicking_handler_becomes_a_500_and_every_worker_lives_on() {
+fn a_panicking_handler_becomes_a_500_and_the_server_lives_on() {
     capture_logs();
     let wechat = FakeWechat::start();
     wechat.answer_jscode2session(session("o-panic"));
     let db = TestDb::sqlite();
     let app = AppBuilder::new(&wechat.uri(), &db, Secrets::unique())
-        .var("WXLOGIN_THREADS", "4")
         .var("WXLOGIN_CODE_REPLAY_WINDOW", "0")
         .start_with_store(Arc::new(PanickingStore));
 
-    // More panics than workers: if a panic killed its worker, the last ones would hang.
+    // If a panic took its thread or a lock down with it, the later requests would hang.
     for n in 0..12 {
         let answer = app.post_form("/api/wxuser", &[("code", &format!("c{n}"))]);
         assert_eq!(answer.status, 500, "request {n}: {}", answer.text);
@@ -291,6 +290,99 @@ fn shutdown_finishes_a_login_in_flight_and_then_refuses_connections() {
         ureq::get(format!("{url}/healthz")).call().is_err(),
         "no new connections after shutdown"
     );
+}
+
+/// Sends `GET /healthz` on an open keep-alive connection and reads the whole answer (its body
+/// is short and sized, so one answer is the head plus `Content-Length` bytes).
+fn healthz_on(stream: &mut std::net::TcpStream) -> String {
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length = text[..head_end]
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if answer.len() >= head_end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_request_read_during_the_drain_gets_503_and_its_connection_closes() {
+    let wechat = FakeWechat::start();
+    wechat.answer_jscode2session(session("o-draining").set_delay(Duration::from_millis(1500)));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&wechat.uri(), &db);
+    let addr = app.url.trim_start_matches("http://").to_string();
+    // Two keep-alive connections: a request admitted just before the drain began is answered
+    // 200 with `Connection: close`; the spare one's next request then surely comes after.
+    let mut open: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let first = healthz_on(&mut stream);
+            assert!(
+                first.starts_with("HTTP/1.1 200"),
+                "before the drain: {first}"
+            );
+            stream
+        })
+        .collect();
+    let login = login_in_background(&app.url, "c-draining");
+    wait_for_upstream_calls(&wechat, 1);
+
+    let shutdown = std::thread::spawn(move || app.shutdown());
+    let mut during = String::new();
+    for _ in 0..5000 {
+        during = healthz_on(open.last_mut().unwrap());
+        if !during.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        if during.contains("Connection: close") {
+            assert!(open.len() == 2, "two answers straddled the drain: {during}");
+            open.pop();
+        }
+    }
+    let mut open = open.pop().unwrap();
+
+    assert!(
+        during.starts_with("HTTP/1.1 503"),
+        "during the drain: {during}"
+    );
+    assert!(
+        during.contains("Connection: close") && during.contains("Retry-After: 1"),
+        "{during}"
+    );
+    assert!(during.contains("shutting down"), "{during}");
+    let mut rest = [0u8; 16];
+    assert_eq!(
+        std::io::Read::read(&mut open, &mut rest).unwrap_or(0),
+        0,
+        "the connection is closed after the 503"
+    );
+    let (status, text) = login.join().unwrap();
+    assert_eq!(
+        status, 200,
+        "the login admitted before the drain finishes: {text}"
+    );
+    assert!(shutdown.join().unwrap(), "the drain finished in time");
 }
 
 #[test]
@@ -566,14 +658,13 @@ fn a_burst_of_keep_alive_connections_is_answered_at_once() {
 }
 
 /// Sockets time out after `WXLOGIN_CLIENT_TIMEOUT` of silence: a client that sends nothing is
-/// dropped, and one that stalls inside a body is answered 408 and frees its worker.
+/// dropped, and one that stalls inside a body is answered 408 and its connection closed.
 #[test]
-fn silent_clients_are_dropped_and_stalled_bodies_free_their_workers() {
+fn silent_clients_are_dropped_and_stalled_bodies_are_answered_408() {
     use std::io::{Read, Write};
     capture_logs();
     let db = TestDb::sqlite();
     let app = AppBuilder::new("http://127.0.0.1:9", &db, Secrets::unique())
-        .var("WXLOGIN_THREADS", "2")
         .var("WXLOGIN_CLIENT_TIMEOUT", "1s")
         .start();
     let addr = app.url.trim_start_matches("http://").to_string();
@@ -605,6 +696,6 @@ fn silent_clients_are_dropped_and_stalled_bodies_free_their_workers() {
         let text = String::from_utf8_lossy(&buf[..n]);
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     }
-    // Both workers were held by the stalled bodies; they are free again.
+    // The stalled bodies held nothing the next client needs.
     assert_eq!(app.get("/healthz", None).status, 200);
 }

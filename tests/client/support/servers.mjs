@@ -224,7 +224,7 @@ export async function startWxlogin({ mockBase, databaseUrl, env: extraEnv = {}, 
     const env = {
       WXLOGIN_BIND: `127.0.0.1:${port}`,
       WXLOGIN_PUBLIC_URL: url,
-      WXLOGIN_THREADS: '16',
+      WXLOGIN_MAX_CONNECTIONS: '64',
       WECHAT_API_BASE: mockBase,
       WECHAT_APPID: APPID,
       WECHAT_SECRET: APPSECRET,

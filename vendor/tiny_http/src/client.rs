@@ -138,15 +138,17 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Serves every request of the connection: each is read whole, pushed to the application
-    /// with `deliver`, and its answer written back before the next is read.
-    pub fn serve(mut self, deliver: impl Fn(Request)) {
+    /// Serves every request of the connection: each is read whole, given to the application
+    /// with `deliver` (queued for a worker, or handled right here), and its answer written back
+    /// before the next is read. What `deliver` returns is dropped once the answer is written.
+    pub fn serve(mut self, deliver: impl Fn(Request) -> Option<Box<dyn std::any::Any>>) {
         let (sender, answers) = mpsc::channel();
         while let Some((request, close_requested)) = self.next_request(&sender) {
-            deliver(request);
+            let held = deliver(request);
             if !self.write_answer(&answers) || close_requested.load(Ordering::Acquire) {
                 self.no_more_requests = true;
             }
+            drop(held);
             if self.no_more_requests {
                 break;
             }

@@ -179,9 +179,19 @@ pub struct Limits {
     /// The largest body read for a request, by method and path: a longer declared body is left
     /// unread (the application answers 413 and the connection closes).
     pub body_limit: Arc<dyn Fn(&Method, &str) -> usize + Send + Sync>,
-    /// Stack size of each connection thread (they only parse heads and copy bodies).
+    /// Stack size of each connection thread: enough for the handler when there is one.
     pub thread_stack_bytes: usize,
+    /// When set, the connection's own thread runs this on each request it has read whole,
+    /// instead of queueing the request for `recv()`: no hand-off to another thread and no
+    /// wake-up per request. `recv()` then only reports the end of the accept loop.
+    pub handler: Option<Handler>,
 }
+
+/// wxlogin patch: what a connection thread runs on each request it has read whole. It answers
+/// with `Request::respond`; the connection writes that answer when the handler returns, and
+/// only then drops what the handler returned (a guard that a graceful shutdown waits for, so
+/// the process does not exit between an answer and its write).
+pub type Handler = Arc<dyn Fn(Request) -> Option<Box<dyn std::any::Any>> + Send + Sync>;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -190,6 +200,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             body_limit: Arc::new(|_, _| 1024 * 1024),
             thread_stack_bytes: 256 * 1024,
+            handler: None,
         }
     }
 }
@@ -199,6 +210,7 @@ impl std::fmt::Debug for Limits {
         f.debug_struct("Limits")
             .field("max_connections", &self.max_connections)
             .field("body_timeout", &self.body_timeout)
+            .field("inline_handler", &self.handler.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -317,11 +329,18 @@ fn accept_loop(
             close.clone(),
         ));
         let messages = messages.clone();
+        let handler = limits.handler.clone();
         let mut client = Some((client, slot));
         let spawned = tasks_pool.spawn(Box::new(move || {
             if let Some((mut waiting, _slot)) = client.take() {
                 if let Some(client) = waiting.take() {
-                    client.serve(|request| messages.push(request.into()));
+                    match &handler {
+                        Some(handler) => client.serve(|request| handler(request)),
+                        None => client.serve(|request| {
+                            messages.push(request.into());
+                            None
+                        }),
+                    }
                 }
             }
         }));

@@ -50,7 +50,7 @@ usage: wxlogin-bench [options]     (normally run by `make bench`)
   --duration SECS     bound on each row (default 2.5)
   --max-requests N    bound on each row's request count (default 500000)
   --users N           returning users and /api/me tokens (default 1000)
-  --threads N         WXLOGIN_THREADS for the server (default: the server's default)
+  --max-connections N WXLOGIN_MAX_CONNECTIONS for the server (default: the server's default)
   --mock-close        mock-wechat closes every connection (its own default) instead of
                       keeping them alive as WeChat does (MOCK_WECHAT_KEEP_ALIVE=1)
   --mysql-url URL     MariaDB/MySQL server without a database
@@ -81,7 +81,7 @@ struct Args {
     duration: Duration,
     max_requests: u64,
     users: usize,
-    threads: Option<usize>,
+    max_connections: Option<usize>,
     /// Keep mock-wechat's connections alive, as WeChat's are. Off by default: with tiny_http
     /// 0.12's connection pool, a burst of new keep-alive connections (wxlogin's upstream pool
     /// growing to 256 in the slow-WeChat row) leaves some without a thread, and the logins on
@@ -109,7 +109,7 @@ impl Args {
             duration: Duration::from_millis(2500),
             max_requests: 500_000,
             users: 1000,
-            threads: None,
+            max_connections: None,
             mock_keep_alive: true,
             mysql_url: std::env::var("WXLOGIN_BENCH_MYSQL_URL")
                 .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
@@ -137,7 +137,10 @@ impl Args {
                     parsed.max_requests = number(&value("--max-requests")?, "--max-requests")?;
                 }
                 "--users" => parsed.users = number(&value("--users")?, "--users")?,
-                "--threads" => parsed.threads = Some(number(&value("--threads")?, "--threads")?),
+                "--max-connections" => {
+                    parsed.max_connections =
+                        Some(number(&value("--max-connections")?, "--max-connections")?)
+                }
                 "--mysql-url" => parsed.mysql_url = value("--mysql-url")?,
                 "--peer" => {
                     let command = value("--peer")?;
@@ -344,8 +347,8 @@ fn start_server(
     Server::start(name, command, addr, &log, limit)
 }
 
-/// wxlogin's command, with `--threads` when given.
-fn wxlogin_command(bin_dir: &Path, threads: Option<usize>) -> Command {
+/// wxlogin's command, with `--max-connections` when given.
+fn wxlogin_command(bin_dir: &Path, max_connections: Option<usize>) -> Command {
     let mut command = Command::new(bin_dir.join("wxlogin"));
     // Moderation (on by default) needs WeChat's push token and calls msgSecCheck per nickname;
     // the peer does no moderation, and the bench measures the login path without it.
@@ -355,8 +358,8 @@ fn wxlogin_command(bin_dir: &Path, threads: Option<usize>) -> Command {
         .env("WXLOGIN_MODERATION", "off")
         .env("WXLOGIN_RATE_LIMIT_BURST", "0")
         .env("WXLOGIN_USER_RATE_LIMIT_BURST", "0");
-    if let Some(threads) = threads {
-        command.env("WXLOGIN_THREADS", threads.to_string());
+    if let Some(n) = max_connections {
+        command.env("WXLOGIN_MAX_CONNECTIONS", n.to_string());
     }
     command
 }
@@ -469,7 +472,7 @@ fn run(args: &Args) -> Result<(), String> {
     )?;
     let server = start_server(
         "wxlogin",
-        wxlogin_command(&bin_dir, args.threads),
+        wxlogin_command(&bin_dir, args.max_connections),
         &log_dir,
         mock.addr,
         &database_url,
@@ -492,11 +495,12 @@ fn run(args: &Args) -> Result<(), String> {
         servers.log_dir.display()
     );
 
-    // The server sizes its pool as min(threads, 32); the store ceiling uses the same.
-    let pool = args
-        .threads
-        .unwrap_or(wxlogin::config::DEFAULT_THREADS)
-        .min(StoreOptions::default().max_connections);
+    // The server sizes its pool as min(connections + 1, 32); the store ceiling uses the same.
+    let pool = (args
+        .max_connections
+        .unwrap_or(wxlogin::config::DEFAULT_MAX_CONNECTIONS)
+        + 1)
+    .min(StoreOptions::default().max_connections);
     let store = wxlogin::store::open(
         &DatabaseUrl::parse(&database_url)?,
         StoreOptions {
@@ -718,8 +722,8 @@ fn run(args: &Args) -> Result<(), String> {
         memory: memory(),
         database: database.describe(),
         mock_keep_alive: args.mock_keep_alive,
-        server_threads: args.threads.map_or(
-            format!("{} (default)", wxlogin::config::DEFAULT_THREADS),
+        server_connections: args.max_connections.map_or(
+            format!("{} (default)", wxlogin::config::DEFAULT_MAX_CONNECTIONS),
             |n| n.to_string(),
         ),
         pool,
@@ -848,14 +852,14 @@ mod tests {
             "--quick",
             "--duration",
             "1.5",
-            "--threads",
+            "--max-connections",
             "64",
         ])
         .unwrap();
         assert!(args.sqlite && args.quick && args.mock_keep_alive);
         assert!(!parse(&["--mock-close"]).unwrap().mock_keep_alive);
         assert_eq!(args.duration, Duration::from_millis(1500));
-        assert_eq!(args.threads, Some(64));
+        assert_eq!(args.max_connections, Some(64));
         assert!(parse(&["--duration", "0"]).is_err());
         assert!(parse(&["--users", "-1"]).is_err());
         assert!(parse(&["--bogus"]).is_err());

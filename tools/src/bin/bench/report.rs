@@ -55,7 +55,7 @@ pub struct Setup {
     pub database: String,
     /// Whether mock-wechat kept connections alive (as WeChat does) or closed each one.
     pub mock_keep_alive: bool,
-    pub server_threads: String,
+    pub server_connections: String,
     pub pool: usize,
     pub duration: Duration,
     pub max_requests: u64,
@@ -93,8 +93,8 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
     );
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {}, Linux {}. Database: {}. wxlogin release build, {} worker \
-         threads, store pool {}; mock-wechat {}; wxlogin, mock-wechat, the database and the load \
+        "Machine: {} CPUs ({}), {}, Linux {}. Database: {}. wxlogin release build, at most {} \
+         connections (each a thread that runs its requests), store pool {}; mock-wechat {}; wxlogin, mock-wechat, the database and the load \
          generator all share the machine. Each row: {} s or {} requests, whichever ends first; {} returning \
          users. Load average (1, 5, 15 min): {}. Reproduce: `{}`.\n",
         setup.cpus,
@@ -102,7 +102,7 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
         setup.memory,
         setup.kernel,
         setup.database,
-        setup.server_threads,
+        setup.server_connections,
         setup.pool,
         if setup.mock_keep_alive {
             "keeps connections alive, as WeChat does"
