@@ -398,6 +398,9 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     )
 }
 
+/// Each upstream connection's input and output buffer (see [`agent_config`]).
+const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
+
 fn agent_config(timeout: Duration) -> ureq::config::Config {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -407,6 +410,13 @@ fn agent_config(timeout: Duration) -> ureq::config::Config {
         .max_redirects(0)
         .max_idle_connections(512)
         .max_idle_connections_per_host(512)
+        // ureq's defaults are 128 KiB each way per connection, written in full when first
+        // used: with a login in flight on every one of 1,024 connections that was most of the
+        // resident memory. WeChat's answers are a few hundred bytes of JSON under a short
+        // head, and requests are streamed through the output buffer; a head larger than the
+        // input buffer would fail the call (WeChat's are well under 1 KiB).
+        .input_buffer_size(UPSTREAM_BUFFER_BYTES)
+        .output_buffer_size(UPSTREAM_BUFFER_BYTES)
         .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
         .build()
 }
