@@ -3,7 +3,7 @@
 use crate::helpers::{race, TestDb};
 use crate::on_both_backends;
 use wxlogin::secret::Secret;
-use wxlogin::store::LoginRecord;
+use wxlogin::store::{LoginRecord, LoginSession};
 use wxlogin::user::{PhoneNumber, Profile};
 
 fn key() -> Secret {
@@ -109,6 +109,78 @@ fn emoji_and_cjk_nicknames_round_trip(db: &TestDb) {
         "{}",
         db.backend
     );
+}
+
+/// What a login writes comes back exactly as given, whatever the text holds (quotes,
+/// backslashes, SQL, control characters, placeholders), in the user row and in the session and
+/// history rows written with it.
+fn a_login_stores_quotes_backslashes_and_sql_text_exactly_as_given(db: &TestDb) {
+    let store = db.open();
+    let cases = [
+        ("o'quote", "O'Brien \"the\" 小明😀"),
+        ("o\\back", "back\\slash\\"),
+        ("o-sql", "x'); DROP TABLE wxuser; -- "),
+        ("o-ctrl", "line\nbreak\r\ttab \u{1a} ?"),
+        ("o-hash", "# ? ?? ; /* not a comment */"),
+    ];
+    for (n, (openid, text)) in cases.into_iter().enumerate() {
+        let p = profile(text, &format!("https://a/{text}"), 1);
+        let session_id = wxlogin::secret::random_hex(16);
+        let refresh_hash = wxlogin::secret::random_hex(32);
+        let user = store
+            .write_login(
+                &LoginRecord {
+                    openid,
+                    uid: &wxlogin::secret::random_hex(16),
+                    unionid: Some(text),
+                    profile: Some(&p),
+                    session_key: &key(),
+                },
+                None,
+                &LoginSession {
+                    id: &session_id,
+                    created_at: 1_700_000_000 + n as i64,
+                    expires_at: 1_800_000_000,
+                    max_expires_at: 1_900_000_000,
+                    user_agent: text,
+                    ip: "127.0.0.1",
+                    refresh_hash: &refresh_hash,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", db.backend));
+
+        let stored = store.find_user(openid).unwrap().unwrap();
+        assert_eq!(stored.profile, p, "{}: {text:?}", db.backend);
+        assert_eq!(
+            stored.unionid.as_deref(),
+            Some(text),
+            "{}: {text:?}",
+            db.backend
+        );
+        let sessions = store.list_sessions(&user.uid, 1_700_000_000).unwrap();
+        assert_eq!(sessions.len(), 1, "{}: {text:?}", db.backend);
+        assert_eq!(sessions[0].id, session_id, "{}: {text:?}", db.backend);
+        assert_eq!(
+            sessions[0].user_agent.as_deref(),
+            Some(text),
+            "{}",
+            db.backend
+        );
+        let logins = store.list_logins(&user.uid, 10).unwrap();
+        assert_eq!(logins.len(), 1, "{}: {text:?}: one history row", db.backend);
+        assert_eq!(
+            logins[0].user_agent.as_deref(),
+            Some(text),
+            "{}",
+            db.backend
+        );
+        assert!(
+            store.find_refresh(&refresh_hash).unwrap().is_some(),
+            "{}: {text:?}: the refresh token is stored",
+            db.backend
+        );
+    }
+    assert_eq!(db.count_users(), cases.len() as u64, "{}", db.backend);
 }
 
 fn schema_applies_twice_without_losing_rows(db: &TestDb) {
@@ -249,6 +321,7 @@ on_both_backends!(
     find_user_returns_none_for_an_unknown_openid,
     openids_are_case_sensitive,
     emoji_and_cjk_nicknames_round_trip,
+    a_login_stores_quotes_backslashes_and_sql_text_exactly_as_given,
     schema_applies_twice_without_losing_rows,
     concurrent_upserts_of_one_openid_make_one_row,
 );
