@@ -398,8 +398,10 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     )
 }
 
-/// Each upstream connection's input and output buffer (see [`agent_config`]).
-const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
+/// Each upstream connection's input buffer (see [`agent_config`]): an answer's head must fit.
+const UPSTREAM_INPUT_BYTES: usize = 8 * 1024;
+/// Each upstream connection's output buffer: a request's head must fit (the body streams).
+const UPSTREAM_OUTPUT_BYTES: usize = 4 * 1024;
 
 fn agent_config(timeout: Duration) -> ureq::config::Config {
     ureq::Agent::config_builder()
@@ -413,10 +415,11 @@ fn agent_config(timeout: Duration) -> ureq::config::Config {
         // ureq's defaults are 128 KiB each way per connection, written in full when first
         // used: with a login in flight on every one of 1,024 connections that was most of the
         // resident memory. WeChat's answers are a few hundred bytes of JSON under a short
-        // head, and requests are streamed through the output buffer; a head larger than the
-        // input buffer would fail the call (WeChat's are well under 1 KiB).
-        .input_buffer_size(UPSTREAM_BUFFER_BYTES)
-        .output_buffer_size(UPSTREAM_BUFFER_BYTES)
+        // head, bodies stream through the buffers, and only a head larger than the input
+        // buffer would fail a call (WeChat's are well under 1 KiB; 8 KiB is also nginx's
+        // default for a request's large headers).
+        .input_buffer_size(UPSTREAM_INPUT_BYTES)
+        .output_buffer_size(UPSTREAM_OUTPUT_BYTES)
         .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
         .build()
 }
