@@ -27,7 +27,7 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// Every refresh token starts with this, so a leaked one is recognisable (secret scanners) and a
@@ -125,13 +125,18 @@ fn token_hash(token: &str) -> String {
 /// Per-node memory of session states: `sid → (state, checked at)`.
 struct RevocationCache {
     delay: Duration,
-    entries: Mutex<HashMap<String, (SessionState, Instant)>>,
+    /// Read on every authenticated request, written once per session and delay: readers share.
+    entries: RwLock<HashMap<String, (SessionState, Instant)>>,
 }
 
 impl RevocationCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionState, Instant)>> {
-        // Each entry is written whole: poisoning cannot leave a half-written one.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    // Each entry is written whole: poisoning cannot leave a half-written one.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, (SessionState, Instant)>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, (SessionState, Instant)>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The session's state: a revoked or gone session stays so; a live one is trusted for
@@ -144,7 +149,7 @@ impl RevocationCache {
         if self.delay.is_zero() {
             return lookup();
         }
-        if let Some(&(state, checked_at)) = self.lock().get(sid) {
+        if let Some(&(state, checked_at)) = self.read().get(sid) {
             if state != SessionState::Live || checked_at.elapsed() < self.delay {
                 return Ok(state);
             }
@@ -159,7 +164,7 @@ impl RevocationCache {
         if self.delay.is_zero() {
             return;
         }
-        let mut entries = self.lock();
+        let mut entries = self.write();
         if entries.len() >= REVOCATION_CACHE_ENTRIES {
             let delay = self.delay;
             entries.retain(|_, (state, at)| *state != SessionState::Live || at.elapsed() < delay);
@@ -199,7 +204,7 @@ impl SessionService {
             tokens,
             revocations: RevocationCache {
                 delay: config.revocation_delay,
-                entries: Mutex::new(HashMap::new()),
+                entries: RwLock::new(HashMap::new()),
             },
             config,
             refresh_key: keys::refresh_key(jwt_secret),
@@ -491,7 +496,7 @@ mod tests {
     fn a_cached_live_session_is_read_again_after_the_delay_and_a_revoked_one_never() {
         let cache = RevocationCache {
             delay: Duration::from_secs(3600),
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         };
         let lookups = std::cell::Cell::new(0);
         let live = || {
@@ -509,7 +514,7 @@ mod tests {
         );
         let uncached = RevocationCache {
             delay: Duration::ZERO,
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         };
         uncached.state("s", live).unwrap();
         uncached.state("s", live).unwrap();

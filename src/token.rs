@@ -21,7 +21,7 @@ use jwt_simple::token::Token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Tokens longer than this are refused before any signature work; ours are ~600 bytes.
@@ -82,8 +82,9 @@ pub struct TokenIssuer {
     ttl: Duration,
     issuer: String,
     audience: String,
-    /// SHA-256 of a verified token → what it says.
-    verified: Mutex<HashMap<[u8; 32], Identity>>,
+    /// SHA-256 of a verified token → what it says. Read far more often than written (once per
+    /// token and node), so readers share the lock.
+    verified: RwLock<HashMap<[u8; 32], Identity>>,
 }
 
 /// Unix seconds now.
@@ -102,7 +103,7 @@ impl TokenIssuer {
             ttl: config.ttl,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
-            verified: Mutex::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -140,13 +141,13 @@ impl TokenIssuer {
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = unix_now();
-        if let Some(identity) = self.lock_verified().get(&digest) {
+        if let Some(identity) = self.read_verified().get(&digest) {
             if identity.expires_at > now {
                 return Ok(identity.clone());
             }
         }
         let identity = self.verify_signature(token)?;
-        let mut cache = self.lock_verified();
+        let mut cache = self.write_verified();
         if cache.len() >= VERIFIED_CACHE_ENTRIES {
             cache.retain(|_, cached| cached.expires_at > now);
             if cache.len() >= VERIFIED_CACHE_ENTRIES {
@@ -157,10 +158,14 @@ impl TokenIssuer {
         Ok(identity)
     }
 
-    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Identity>> {
-        // Every entry is a complete verified identity: a panic elsewhere cannot leave one
-        // half-written, so poisoning is safe to ignore.
-        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    // Every entry is a complete verified identity: a panic elsewhere cannot leave one
+    // half-written, so poisoning is safe to ignore.
+    fn read_verified(&self) -> RwLockReadGuard<'_, HashMap<[u8; 32], Identity>> {
+        self.verified.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_verified(&self) -> RwLockWriteGuard<'_, HashMap<[u8; 32], Identity>> {
+        self.verified.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The full check, without the cache.
