@@ -342,9 +342,26 @@ fn start_server(
         .env("WECHAT_SECRET", scenarios::APP_SECRET)
         .env("JWT_SECRET", jwt_secret)
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", child_log_level());
+        .env("RUST_LOG", child_log_level())
+        .envs(malloc_environment());
     let log = log_dir.join(format!("{name}.log"));
     Server::start(name, command, addr, &log, limit)
+}
+
+/// The service unit wxlogin is deployed with: its malloc settings are part of how it runs.
+const SERVICE_UNIT: &str = include_str!("../../../../deploy/wxlogin.service");
+
+/// The unit's `Environment=` settings for glibc's malloc (`MALLOC_*`, `GLIBC_TUNABLES`), which
+/// both servers get, as they get the rest of their environment; an operator's own values of
+/// these variables win.
+fn malloc_environment() -> Vec<(&'static str, &'static str)> {
+    SERVICE_UNIT
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Environment="))
+        .filter_map(|setting| setting.split_once('='))
+        .filter(|(name, _)| name.starts_with("MALLOC_") || *name == "GLIBC_TUNABLES")
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect()
 }
 
 /// wxlogin's command, with `--max-connections` when given.
@@ -738,6 +755,11 @@ fn run(args: &Args) -> Result<(), String> {
         memory: memory(),
         database: database.describe(),
         mock_keep_alive: args.mock_keep_alive,
+        malloc_environment: malloc_environment()
+            .iter()
+            .map(|(name, value)| format!("`{name}={value}`"))
+            .collect::<Vec<_>>()
+            .join(" "),
         server_connections: args.max_connections.map_or(
             format!("{} (default)", wxlogin::config::DEFAULT_MAX_CONNECTIONS),
             |n| n.to_string(),
@@ -871,6 +893,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, String> {
         Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn both_servers_get_the_service_units_malloc_settings() {
+        let names: Vec<_> = malloc_environment().into_iter().map(|(n, _)| n).collect();
+        for name in ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"] {
+            assert!(
+                std::env::var_os(name).is_some() || names.contains(&name),
+                "{name} from deploy/wxlogin.service: {names:?}"
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Setup {
     /// Whether mock-wechat kept connections alive (as WeChat does) or closed each one.
     pub mock_keep_alive: bool,
     pub server_connections: String,
+    /// The malloc settings both servers ran with (`deploy/wxlogin.service`'s), as `NAME=value`.
+    pub malloc_environment: String,
     pub pool: usize,
     pub duration: Duration,
     pub max_requests: u64,
@@ -94,7 +96,8 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
     let _ = writeln!(
         out,
         "Machine: {} CPUs ({}), {}, Linux {}. Database: {}. wxlogin release build, at most {} \
-         connections (each a thread that runs its requests), store pool {}; mock-wechat {}; wxlogin, mock-wechat, the database and the load \
+         connections (each a thread that runs its requests), store pool {}; both servers run with \
+         the service unit's malloc settings ({}); mock-wechat {}; wxlogin, mock-wechat, the database and the load \
          generator all share the machine. Each row: {} s or {} requests, whichever ends first; {} returning \
          users. Load average (1, 5, 15 min): {}. Reproduce: `{}`.\n",
         setup.cpus,
@@ -104,6 +107,11 @@ pub fn markdown(setup: &Setup, rows: &[Row], peer: Option<&PeerRun>) -> String {
         setup.database,
         setup.server_connections,
         setup.pool,
+        if setup.malloc_environment.is_empty() {
+            "none: the operator's own"
+        } else {
+            &setup.malloc_environment
+        },
         if setup.mock_keep_alive {
             "keeps connections alive, as WeChat does"
         } else {
