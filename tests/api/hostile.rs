@@ -245,7 +245,7 @@ enum End {
 }
 
 /// What came back on a connection.
-struct Reply {
+pub(crate) struct Reply {
     bytes: Vec<u8>,
     end: End,
     /// When the first byte of the answer arrived, from the first byte of the request.
@@ -265,12 +265,12 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
     }
 
     /// The status of the first answer.
-    fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         let text = self.text();
         let rest = text.strip_prefix("HTTP/1.1 ")?;
         rest.get(..3)?.parse().ok()
@@ -291,11 +291,11 @@ impl Reply {
     }
 
     /// Whether the server ended the connection.
-    fn closed(&self) -> bool {
+    pub(crate) fn closed(&self) -> bool {
         matches!(self.end, End::Closed | End::Reset)
     }
 
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         let text = self.text();
         let head = text.split("\r\n\r\n").next()?;
         head.lines().skip(1).find_map(|line| {
@@ -326,7 +326,7 @@ fn one_answer_complete(bytes: &[u8]) -> bool {
 
 /// Reads until the server closes the connection, or (with `stop_at_answer`) one answer is whole,
 /// or `within` of `started` has passed.
-fn read_reply(
+pub(crate) fn read_reply(
     stream: &mut TcpStream,
     started: Instant,
     within: Duration,

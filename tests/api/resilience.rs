@@ -2,6 +2,7 @@
 //! moment, and shutdown with requests in flight (in-process and via SIGTERM to the binary).
 
 use crate::helpers::{capture_logs, spawn_app, AppBuilder, Binary, FakeWechat, Secrets, TestDb};
+use crate::hostile::{read_reply, Reply};
 use serde_json::json;
 use std::process::Command;
 use std::sync::Arc;
@@ -292,34 +293,19 @@ fn shutdown_finishes_a_login_in_flight_and_then_refuses_connections() {
     );
 }
 
-/// Sends `GET /healthz` on an open keep-alive connection and reads the whole answer (its body
-/// is short and sized, so one answer is the head plus `Content-Length` bytes).
-fn healthz_on(stream: &mut std::net::TcpStream) -> String {
-    use std::io::{Read, Write};
+/// Sends `GET /healthz` on an open keep-alive connection and reads one whole answer (or what
+/// came before the server closed it).
+fn healthz_on(stream: &mut std::net::TcpStream) -> Reply {
+    use std::io::Write;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer);
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let length = text[..head_end]
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if answer.len() >= head_end + 4 + length {
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
+    read_reply(
+        stream,
+        std::time::Instant::now(),
+        Duration::from_secs(10),
+        true,
+    )
 }
 
 #[test]
@@ -334,14 +320,8 @@ fn a_request_read_during_the_drain_gets_503_and_its_connection_closes() {
     let mut open: Vec<_> = (0..2)
         .map(|_| {
             let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
             let first = healthz_on(&mut stream);
-            assert!(
-                first.starts_with("HTTP/1.1 200"),
-                "before the drain: {first}"
-            );
+            assert_eq!(first.status(), Some(200), "before the drain: {first:?}");
             stream
         })
         .collect();
@@ -349,33 +329,43 @@ fn a_request_read_during_the_drain_gets_503_and_its_connection_closes() {
     wait_for_upstream_calls(&wechat, 1);
 
     let shutdown = std::thread::spawn(move || app.shutdown());
-    let mut during = String::new();
+    let mut during = healthz_on(open.last_mut().unwrap());
     for _ in 0..5000 {
-        during = healthz_on(open.last_mut().unwrap());
-        if !during.starts_with("HTTP/1.1 200") {
+        if during.status() != Some(200) {
             break;
         }
-        if during.contains("Connection: close") {
-            assert!(open.len() == 2, "two answers straddled the drain: {during}");
+        if during.header("Connection").as_deref() == Some("close") {
+            assert!(
+                open.len() == 2,
+                "two answers straddled the drain: {during:?}"
+            );
             open.pop();
         }
+        during = healthz_on(open.last_mut().unwrap());
     }
     let mut open = open.pop().unwrap();
 
-    assert!(
-        during.starts_with("HTTP/1.1 503"),
-        "during the drain: {during}"
-    );
-    assert!(
-        during.contains("Connection: close") && during.contains("Retry-After: 1"),
-        "{during}"
-    );
-    assert!(during.contains("shutting down"), "{during}");
-    let mut rest = [0u8; 16];
+    assert_eq!(during.status(), Some(503), "during the drain: {during:?}");
     assert_eq!(
-        std::io::Read::read(&mut open, &mut rest).unwrap_or(0),
-        0,
-        "the connection is closed after the 503"
+        during.header("Connection").as_deref(),
+        Some("close"),
+        "{during:?}"
+    );
+    assert_eq!(
+        during.header("Retry-After").as_deref(),
+        Some("1"),
+        "{during:?}"
+    );
+    assert!(during.text().contains("shutting down"), "{during:?}");
+    let after = read_reply(
+        &mut open,
+        std::time::Instant::now(),
+        Duration::from_secs(10),
+        false,
+    );
+    assert!(
+        after.closed() && after.text().is_empty(),
+        "the connection is closed after the 503: {after:?}"
     );
     let (status, text) = login.join().unwrap();
     assert_eq!(
