@@ -77,6 +77,11 @@ pub(super) const SQLITE: Plan = Plan {
 /// statement may run (an `ALTER TABLE` on a large table takes a while).
 pub(super) const MYSQL_MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long an SQLite store waits for the database's write lock to migrate: other processes
+/// opening the same file at the same moment migrate (or find it done) one after the other, each
+/// with fsyncs, which on a loaded machine took longer than a request's busy timeout.
+pub(super) const SQLITE_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One numbered SQL file, embedded in the binary.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Migration {

@@ -148,7 +148,13 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
         };
-        apply_migrations(&*store.conn()?)?;
+        let conn = store.conn()?;
+        conn.busy_timeout(migrate::SQLITE_MIGRATION_TIMEOUT)
+            .map_err(classify)?;
+        let migrated = apply_migrations(&conn);
+        conn.busy_timeout(store.options.timeout).map_err(classify)?;
+        migrated?;
+        drop(conn);
         Ok(store)
     }
 
