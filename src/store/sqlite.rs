@@ -86,6 +86,8 @@ pub struct SqliteStore {
     options: StoreOptions,
     pool: Mutex<PoolState>,
     returned: Condvar,
+    /// This process's writers take turns on it (see [`SqliteStore::write`]).
+    writer: Mutex<()>,
 }
 
 struct PoolState {
@@ -117,19 +119,6 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// Runs `work` in a write transaction taken at its start (`BEGIN IMMEDIATE`), so concurrent
-/// writers queue on the busy timeout instead of failing when a read would upgrade to a write;
-/// committed only when `work` succeeds.
-fn immediate<T>(
-    conn: &Connection,
-    work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
-) -> Result<T, StoreError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(classify)?;
-    let value = work(&tx).map_err(classify)?;
-    tx.commit().map_err(classify)?;
-    Ok(value)
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates the schema.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
@@ -147,6 +136,7 @@ impl SqliteStore {
                 open: 0,
             }),
             returned: Condvar::new(),
+            writer: Mutex::new(()),
         };
         let conn = store.conn()?;
         conn.busy_timeout(migrate::SQLITE_MIGRATION_TIMEOUT)
@@ -166,6 +156,37 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(classify)?;
         Ok(conn)
+    }
+
+    /// Runs `work`, which writes, on a leased connection once it is this process's turn to
+    /// write. SQLite lets one writer in at a time, and its busy handler makes the others sleep
+    /// and retry with growing pauses: under load some waited seconds, or past the timeout (a
+    /// 503), while others went through. Taking turns on a mutex first, they queue instead; every
+    /// write of the store goes through here, so none is left to the busy handler but another
+    /// process's (the admin command's).
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn()?;
+        // The mutex guards no data: a panic while holding it leaves nothing to repair.
+        let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        work(&conn).map_err(classify)
+    }
+
+    /// Runs `work` in a write transaction taken at its start (`BEGIN IMMEDIATE`, so a read never
+    /// has to upgrade to a write), in this process's turn to write; committed only when `work`
+    /// succeeds.
+    fn immediate<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.write(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
     }
 
     fn lock_pool(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -304,8 +325,7 @@ impl UserStore for SqliteStore {
         image: &NewImage<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             if !user_exists(tx, openid)? {
                 return Ok(false);
             }
@@ -329,8 +349,7 @@ impl UserStore for SqliteStore {
         media_expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             if !user_exists(tx, openid)? {
                 return Ok(false);
             }
@@ -360,13 +379,13 @@ impl UserStore for SqliteStore {
         media_token: &str,
         trace_id: &str,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "UPDATE wx_user_avatar SET trace_id = ?1 WHERE media_token = ?2 AND state = 'pending'",
-            params![trace_id, media_token],
-        )
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE wx_user_avatar SET trace_id = ?1 WHERE media_token = ?2 AND state = 'pending'",
+                params![trace_id, media_token],
+            )
+        })
         .map(|n| n > 0)
-        .map_err(classify)
     }
 
     fn find_avatar_check(&self, trace_id: &str) -> Result<Option<AvatarCheck>, StoreError> {
@@ -387,8 +406,7 @@ impl UserStore for SqliteStore {
         accept: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let row: Option<(Option<String>, String, String)> = tx
                 .query_row(
                     "SELECT active_hash, pending_hash, pending_url FROM wx_user_avatar
@@ -444,15 +462,15 @@ impl UserStore for SqliteStore {
         media_expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "UPDATE wx_user_avatar SET media_token = ?1, media_expires_at = ?2, trace_id = NULL,
-                submitted_at = ?3, attempts = attempts + 1, updated_at = ?3
-             WHERE openid = ?4 AND media_token = ?5 AND state = 'pending'",
-            params![new_token, media_expires_at, now, openid, old_token],
-        )
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE wx_user_avatar SET media_token = ?1, media_expires_at = ?2, trace_id = NULL,
+                    submitted_at = ?3, attempts = attempts + 1, updated_at = ?3
+                 WHERE openid = ?4 AND media_token = ?5 AND state = 'pending'",
+                params![new_token, media_expires_at, now, openid, old_token],
+            )
+        })
         .map(|n| n > 0)
-        .map_err(classify)
     }
 
     fn find_media(
@@ -502,22 +520,21 @@ impl UserStore for SqliteStore {
         suggest: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO wx_media_verdict (hash, suggest, decided_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (hash) DO UPDATE SET suggest = excluded.suggest,
-                decided_at = excluded.decided_at",
-            params![hash, suggest, now],
-        )
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO wx_media_verdict (hash, suggest, decided_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (hash) DO UPDATE SET suggest = excluded.suggest,
+                    decided_at = excluded.decided_at",
+                params![hash, suggest, now],
+            )
+        })
         .map(|_| ())
-        .map_err(classify)
     }
 
     fn upsert_login(&self, record: &LoginRecord<'_>) -> Result<LoginUser, StoreError> {
         let empty = Profile::default();
         let profile = record.profile.unwrap_or(&empty);
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let find = |tx: &Transaction<'_>| {
                 tx.query_row(FIND_LOGIN_USER, [record.openid], |row| {
                     Ok(LoginUser {
@@ -552,8 +569,7 @@ impl UserStore for SqliteStore {
     }
 
     fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             tx.execute(
                 INSERT_SESSION,
                 params![
@@ -610,8 +626,7 @@ impl UserStore for SqliteStore {
     }
 
     fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let spent = tx.execute(
                 SPEND_REFRESH,
                 params![rotation.now, rotation.access_token, rotation.old_hash],
@@ -668,8 +683,7 @@ impl UserStore for SqliteStore {
         now: i64,
         reason: RevokeReason,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let revoked = tx
                 .prepare_cached(REVOKE_SESSION)?
                 .execute(params![now, session_id, uid])?;
@@ -697,8 +711,7 @@ impl UserStore for SqliteStore {
         now: i64,
         reason: RevokeReason,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| self.revoke_all(tx, uid, now, reason))
+        self.immediate(|tx| self.revoke_all(tx, uid, now, reason))
     }
 
     fn set_disabled(
@@ -712,8 +725,7 @@ impl UserStore for SqliteStore {
         } else {
             (ACTIVE, DISABLED)
         };
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let changed = tx.execute(
                 "UPDATE wxuser SET status = ? WHERE uid = ? AND status = ?",
                 params![status, uid, other],
@@ -743,8 +755,7 @@ impl UserStore for SqliteStore {
         erase_at: Option<i64>,
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let found = tx.execute(
                 "UPDATE wxuser SET erase_at = ? WHERE uid = ?",
                 params![erase_at, uid],
@@ -760,8 +771,7 @@ impl UserStore for SqliteStore {
     }
 
     fn erase_user(&self, uid: &str, now: i64) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let row: Option<(String, Option<String>)> = tx
                 .query_row(
                     "SELECT user_id, avatar FROM wxuser WHERE uid = ?",
@@ -865,8 +875,7 @@ impl UserStore for SqliteStore {
 
     fn purge(&self, purge: &Purge) -> Result<Purged, StoreError> {
         let limit = purge.limit as i64;
-        let conn = self.conn()?;
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let history = tx.execute(
                 "DELETE FROM wx_login WHERE id IN \
                  (SELECT id FROM wx_login WHERE at < ? LIMIT ?)",
@@ -970,8 +979,7 @@ impl UserStore for SqliteStore {
     }
 
     fn claim_code(&self, hash: &str, now: i64, claim_until: i64) -> Result<CodeClaim, StoreError> {
-        let conn = self.conn()?;
-        let run = || -> rusqlite::Result<CodeClaim> {
+        self.write(|conn| {
             for _ in 0..3 {
                 if conn
                     .prepare_cached(CLAIM_CODE)?
@@ -1004,8 +1012,7 @@ impl UserStore for SqliteStore {
                 }
             }
             Ok(CodeClaim::Pending)
-        };
-        run().map_err(classify)
+        })
     }
 
     fn finish_code(
@@ -1015,27 +1022,25 @@ impl UserStore for SqliteStore {
         unionid: Option<&str>,
         remember_until: i64,
     ) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(FINISH_CODE)
-            .and_then(|mut stmt| stmt.execute(params![openid, unionid, remember_until, hash]))
-            .map(|_| ())
-            .map_err(classify)
+        self.write(|conn| {
+            conn.prepare_cached(FINISH_CODE)?.execute(params![
+                openid,
+                unionid,
+                remember_until,
+                hash
+            ])
+        })
+        .map(|_| ())
     }
 
     fn release_code(&self, hash: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(RELEASE_CODE)
-            .and_then(|mut stmt| stmt.execute([hash]))
+        self.write(|conn| conn.prepare_cached(RELEASE_CODE)?.execute([hash]))
             .map(|_| ())
-            .map_err(classify)
     }
 
     fn purge_codes(&self, now: i64) -> Result<u64, StoreError> {
-        self.conn()?
-            .prepare_cached(PURGE_CODES)
-            .and_then(|mut stmt| stmt.execute([now]))
+        self.write(|conn| conn.prepare_cached(PURGE_CODES)?.execute([now]))
             .map(|rows| rows as u64)
-            .map_err(classify)
     }
 
     fn find_session_key(&self, openid: &str) -> Result<Option<Secret>, StoreError> {
@@ -1050,33 +1055,27 @@ impl UserStore for SqliteStore {
     }
 
     fn set_phone(&self, openid: &str, phone: &PhoneNumber) -> Result<bool, StoreError> {
-        self.conn()?
-            .prepare_cached(SET_PHONE)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    phone.phone_number,
-                    phone.pure_phone_number,
-                    phone.country_code,
-                    openid,
-                ])
-            })
-            .map(|rows| rows > 0)
-            .map_err(classify)
+        self.write(|conn| {
+            conn.prepare_cached(SET_PHONE)?.execute(params![
+                phone.phone_number,
+                phone.pure_phone_number,
+                phone.country_code,
+                openid,
+            ])
+        })
+        .map(|rows| rows > 0)
     }
 
     fn update_profile(&self, openid: &str, profile: &Profile) -> Result<bool, StoreError> {
-        self.conn()?
-            .prepare_cached(UPDATE_PROFILE)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    profile.nick_name,
-                    profile.avatar_url,
-                    profile.gender,
-                    openid,
-                ])
-            })
-            .map(|rows| rows > 0)
-            .map_err(classify)
+        self.write(|conn| {
+            conn.prepare_cached(UPDATE_PROFILE)?.execute(params![
+                profile.nick_name,
+                profile.avatar_url,
+                profile.gender,
+                openid,
+            ])
+        })
+        .map(|rows| rows > 0)
     }
 
     fn find_avatar(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -1097,9 +1096,8 @@ impl UserStore for SqliteStore {
     }
 
     fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<OutboxDelivery>, StoreError> {
-        let conn = self.conn()?;
         // One write transaction: nothing changes between choosing the events and leasing them.
-        immediate(&conn, |tx| {
+        self.immediate(|tx| {
             let seqs: Vec<i64> = tx
                 .prepare_cached(CLAIMABLE_EVENTS)?
                 .query_map(
@@ -1147,16 +1145,14 @@ impl UserStore for SqliteStore {
     }
 
     fn settle_event(&self, seq: i64, node: &str, settle: Settle<'_>) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        let changed = match settle {
+        let changed = self.write(|conn| match settle {
             Settle::Delivered { at } => conn.execute(SETTLE_DELIVERED, params![at, seq, node]),
             Settle::Failed {
                 next_attempt_at,
                 error,
             } => conn.execute(SETTLE_FAILED, params![next_attempt_at, error, seq, node]),
             Settle::Released => conn.execute(SETTLE_RELEASED, params![seq, node]),
-        }
-        .map_err(classify)?;
+        })?;
         Ok(changed == 1)
     }
 
@@ -1172,13 +1168,13 @@ impl UserStore for SqliteStore {
     }
 
     fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
-        self.conn()?
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "DELETE FROM wx_outbox WHERE seq IN \
                  (SELECT seq FROM wx_outbox WHERE delivered_at < ? LIMIT ?)",
                 params![before, limit as i64],
             )
-            .map_err(classify)
+        })
     }
 
     fn pool_usage(&self) -> (usize, usize) {
