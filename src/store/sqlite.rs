@@ -20,7 +20,7 @@ use crate::user::{PhoneNumber, Profile, User};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const CLAIM_CODE: &str = include_str!("../../sql/sqlite/claim_code.sql");
 const FIND_CODE: &str = include_str!("../../sql/sqlite/find_code.sql");
@@ -138,14 +138,30 @@ impl SqliteStore {
             returned: Condvar::new(),
             writer: Mutex::new(()),
         };
-        let conn = store.conn()?;
+        // Processes opening a new file together can be told "database is locked" at once,
+        // without the busy handler (SQLite refuses a lock that could deadlock, as when two of
+        // them switch the new file to WAL): such a start is tried again, for as long as a
+        // migration may be waited for.
+        let deadline = Instant::now() + migrate::SQLITE_MIGRATION_TIMEOUT;
+        loop {
+            match store.migrate() {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(MIGRATION_RETRY_PAUSE);
+                }
+                outcome => return outcome.map(|()| store),
+            }
+        }
+    }
+
+    /// Brings the schema up to date on a connection that waits for another process's
+    /// migration for up to [`migrate::SQLITE_MIGRATION_TIMEOUT`].
+    fn migrate(&self) -> Result<(), StoreError> {
+        let conn = self.conn()?;
         conn.busy_timeout(migrate::SQLITE_MIGRATION_TIMEOUT)
             .map_err(classify)?;
         let migrated = apply_migrations(&conn);
-        conn.busy_timeout(store.options.timeout).map_err(classify)?;
-        migrated?;
-        drop(conn);
-        Ok(store)
+        conn.busy_timeout(self.options.timeout).map_err(classify)?;
+        migrated
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
@@ -1221,6 +1237,14 @@ fn restrict_files(path: &Path) -> Result<(), StoreError> {
 
 /// A busy or locked database, or a file we cannot open, is "unavailable" (503, retry); anything
 /// else is a query failure.
+/// How long a start told "database is locked" pauses before it tries again.
+const MIGRATION_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether `e` is SQLite's `SQLITE_BUSY` ("database is locked"), as [`classify`] words it.
+fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(why) if why.contains("database is locked"))
+}
+
 fn classify(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match &e {
