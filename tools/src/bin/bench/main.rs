@@ -367,14 +367,7 @@ fn malloc_environment() -> Vec<(&'static str, &'static str)> {
 /// wxlogin's command, with `--max-connections` when given.
 fn wxlogin_command(bin_dir: &Path, max_connections: Option<usize>) -> Command {
     let mut command = Command::new(bin_dir.join("wxlogin"));
-    // Moderation (on by default) needs WeChat's push token and calls msgSecCheck per nickname;
-    // the peer does no moderation, and the bench measures the login path without it.
-    // Likewise the rate limits (per client address and per user, on by default): the load
-    // generator is one address logging in the same users over and over, and the peer has none.
-    command
-        .env("WXLOGIN_MODERATION", "off")
-        .env("WXLOGIN_RATE_LIMIT_BURST", "0")
-        .env("WXLOGIN_USER_RATE_LIMIT_BURST", "0");
+    command.envs(wxlogin_tools::WXLOGIN_UNDER_LOAD);
     if let Some(n) = max_connections {
         command.env("WXLOGIN_MAX_CONNECTIONS", n.to_string());
     }

@@ -94,12 +94,7 @@ impl WxloginEnv<'_> {
             .env("JWT_SECRET", &self.jwt_secret)
             .env("DATABASE_URL", &self.database_url)
             .env("WECHAT_TIMEOUT", format!("{}s", WECHAT_TIMEOUT.as_secs()))
-            // Moderation (on by default) would refuse to start without WeChat's push token, and
-            // the rate limits (per address and per user) would answer 429 to a load that comes
-            // from one address: the drill is about faults, as the bench is about the login path.
-            .env("WXLOGIN_MODERATION", "off")
-            .env("WXLOGIN_RATE_LIMIT_BURST", "0")
-            .env("WXLOGIN_USER_RATE_LIMIT_BURST", "0")
+            .envs(wxlogin_tools::WXLOGIN_UNDER_LOAD)
             .env("RUST_LOG", "warn")
             .envs(self.extra.iter().map(|(k, v)| (k, v)));
         let log = self.paths.logs.join(format!("{name}.log"));
